@@ -1,0 +1,114 @@
+// Package blob defines where filegate keeps file bytes. A Store is a flat
+// key space of immutable blobs: a blob is written once through a Writer and
+// becomes visible under its key only when the Writer commits, so a reader
+// never sees a partial blob. Resumable uploads (tus) grow a partial blob by
+// appending chunks and publish it under a key when it is complete.
+//
+// Implementations live in subpackages (localblob, and s3blob for
+// S3-compatible stores); blobtest holds the conformance suite every
+// implementation must pass. The package knows nothing of metadata, HTTP or
+// any protocol.
+package blob
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Errors returned by every Store implementation.
+var (
+	// ErrNotFound means no committed blob (or partial upload) has that key.
+	ErrNotFound = errors.New("blob: not found")
+	// ErrNoSpace means the backing storage is full.
+	ErrNoSpace = errors.New("blob: no space left")
+	// ErrOffset means an append did not start at the partial blob's size.
+	ErrOffset = errors.New("blob: offset mismatch")
+	// ErrUnavailable means the backing storage cannot be reached right now.
+	ErrUnavailable = errors.New("blob: storage unavailable")
+	// ErrInvalidKey means a key is empty or contains characters outside
+	// [A-Za-z0-9._-/] or a ".." element.
+	ErrInvalidKey = errors.New("blob: invalid key")
+)
+
+// Info describes a committed blob.
+type Info struct {
+	Size    int64
+	SHA256  string // lowercase hex
+	ModTime time.Time
+}
+
+// Store keeps blob bytes. Keys are chosen by the caller and never reused for
+// different content; a key that is committed twice is an error in the caller.
+type Store interface {
+	// Create starts a new blob that becomes visible under key only when the
+	// returned Writer's Commit succeeds. It returns ErrInvalidKey.
+	Create(ctx context.Context, key string) (Writer, error)
+	// Open returns a reader over the committed blob. It returns ErrNotFound.
+	Open(ctx context.Context, key string) (Reader, error)
+	// Stat describes the committed blob. It returns ErrNotFound.
+	Stat(ctx context.Context, key string) (Info, error)
+	// Delete removes a committed blob. Deleting a missing key is not an
+	// error, so that retries after a crash are safe.
+	Delete(ctx context.Context, key string) error
+	// Copy makes dst a copy of the committed blob src, server side where
+	// the backend can. It returns ErrNotFound.
+	Copy(ctx context.Context, src, dst string) (Info, error)
+	// Walk calls fn for every committed blob, in no particular order, so
+	// that a sweep can find blobs no metadata row refers to.
+	Walk(ctx context.Context, fn func(key string, info Info) error) error
+	// Sweep removes the leftovers of writers that never committed or
+	// aborted (a crashed process, a killed request) whose last write is
+	// older than before. It never touches committed blobs or live partial
+	// uploads. It returns how many leftovers it removed.
+	Sweep(ctx context.Context, before time.Time) (int, error)
+
+	Partials
+}
+
+// Partials is the resumable half of a Store: a partial blob grows by
+// appended chunks, each durable once Append returns, and is published under
+// a key in one step when complete.
+type Partials interface {
+	// Append writes the chunk read from r at offset to the partial blob id,
+	// creating it when offset is 0 and it does not exist. The chunk is
+	// streamed, never held whole in memory. When accept is not nil it is
+	// called after the chunk has been read in full and before it becomes
+	// durable, with the chunk's length; if accept returns an error the
+	// chunk is discarded, the partial blob keeps its old size, and that
+	// error is returned. If r fails midway the bytes read so far are kept
+	// and made durable (a flaky link resumes from there) and the read error
+	// is returned with the count. It returns ErrOffset when offset differs
+	// from the partial blob's current size, and ErrNoSpace.
+	Append(ctx context.Context, id string, offset int64, r io.Reader, accept func(n int64) error) (int64, error)
+	// PartialSize returns the durable size of the partial blob id. It
+	// returns ErrNotFound.
+	PartialSize(ctx context.Context, id string) (int64, error)
+	// Publish turns the partial blob id into the committed blob key in one
+	// step and returns its Info, including the SHA-256 over all chunks. It
+	// returns ErrNotFound.
+	Publish(ctx context.Context, id, key string) (Info, error)
+	// Discard removes the partial blob id; a missing one is not an error.
+	Discard(ctx context.Context, id string) error
+}
+
+// Writer streams a new blob. Exactly one of Commit or Abort ends it; Abort
+// after Commit does nothing, so `defer w.Abort()` is the usual pattern.
+type Writer interface {
+	io.Writer
+	// Commit makes the bytes durable and the blob visible under its key,
+	// and returns its size and SHA-256. It returns ErrNoSpace.
+	Commit(ctx context.Context) (Info, error)
+	// Abort discards everything written.
+	Abort() error
+}
+
+// Reader reads a committed blob. Seek and ReadAt allow ranged reads without
+// reading what comes before.
+type Reader interface {
+	io.ReadSeekCloser
+	io.ReaderAt
+	// Size is the blob's length in bytes.
+	Size() int64
+}

@@ -1,0 +1,127 @@
+package model
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	"github.com/uptrace/bun/driver/pgdriver"
+	"github.com/uptrace/bun/driver/sqliteshim"
+)
+
+// DBOptions says which database to open.
+type DBOptions struct {
+	// URL is a postgres:// or postgresql:// URL, or sqlite:///path/file.db.
+	// Empty means SQLite in DataDir.
+	URL string
+	// DataDir holds the default SQLite file, filegate.db.
+	DataDir string
+	// MaxConns caps the PostgreSQL pool; zero means 4 per CPU.
+	MaxConns int
+}
+
+// OpenDB opens the metadata database and checks that it answers. SQLite
+// runs in WAL mode with a busy timeout and immediate write transactions, so
+// that concurrent writers queue instead of failing with SQLITE_BUSY. It
+// returns ErrInvalid for an unknown URL scheme and ErrUnavailable when the
+// database cannot be reached.
+func OpenDB(ctx context.Context, o DBOptions) (*bun.DB, error) {
+	switch {
+	case strings.HasPrefix(o.URL, "postgres://"), strings.HasPrefix(o.URL, "postgresql://"):
+		return openPostgres(ctx, o)
+	case o.URL == "" || strings.HasPrefix(o.URL, "sqlite://"):
+		return openSQLite(ctx, o)
+	default:
+		return nil, fmt.Errorf("%w: database URL must start with postgres:// or sqlite://", ErrInvalid)
+	}
+}
+
+func openPostgres(ctx context.Context, o DBOptions) (*bun.DB, error) {
+	connector := pgdriver.NewConnector(pgdriver.WithDSN(o.URL),
+		pgdriver.WithTimeout(5*time.Second),
+		pgdriver.WithDialTimeout(3*time.Second))
+	sqldb := sql.OpenDB(connector)
+	maxConns := o.MaxConns
+	if maxConns <= 0 {
+		maxConns = 16
+	}
+	sqldb.SetMaxOpenConns(maxConns)
+	sqldb.SetMaxIdleConns(maxConns)
+	sqldb.SetConnMaxIdleTime(5 * time.Minute)
+	db := bun.NewDB(sqldb, pgdialect.New())
+	if err := pingDB(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func openSQLite(ctx context.Context, o DBOptions) (*bun.DB, error) {
+	path := filepath.Join(o.DataDir, "filegate.db")
+	if o.URL != "" {
+		u, err := url.Parse(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("%w: database URL: %v", ErrInvalid, err)
+		}
+		path = u.Path
+		if u.Host != "" { // sqlite://relative/path.db
+			path = filepath.Join(u.Host, u.Path)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create database folder: %w", err)
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	sqldb, err := sql.Open(sqliteshim.ShimName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	// WAL allows many readers and one writer; immediate transactions make
+	// writers queue on the busy timeout instead of deadlocking on upgrade.
+	sqldb.SetMaxOpenConns(8)
+	sqldb.SetMaxIdleConns(8)
+	db := bun.NewDB(sqldb, sqlitedialect.New())
+	if err := pingDB(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func pingDB(ctx context.Context, db *bun.DB) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		return fmt.Errorf("%w: database: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// IsPostgres reports whether db talks to PostgreSQL rather than SQLite.
+func IsPostgres(db bun.IDB) bool {
+	return db.Dialect().Name().String() == "pg"
+}
+
+// isUniqueViolation reports whether err is a unique-constraint failure on
+// either database, so callers can turn it into ErrExists.
+func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		return pgErr.Field('C') == "23505"
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "constraint failed: UNIQUE")
+}
