@@ -1,0 +1,295 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// liveCompleted restricts a query to the nodes that hold a name: not
+// archived and not an upload in progress.
+func liveCompleted(q *bun.SelectQuery) *bun.SelectQuery {
+	return q.Where("n.archived_at IS NULL").Where("n.status = ?", StatusCompleted)
+}
+
+// NodeByID returns the node with that id, archived or in progress ones
+// included. It returns ErrNotFound.
+func (r *Repo) NodeByID(ctx context.Context, id string) (*Node, error) {
+	return nodeByID(ctx, r.db, id)
+}
+
+func nodeByID(ctx context.Context, db bun.IDB, id string) (*Node, error) {
+	n := new(Node)
+	if err := db.NewSelect().Model(n).ModelTableExpr("nodes AS n").Where("n.id = ?", id).Scan(ctx); err != nil {
+		return nil, dbErr(err)
+	}
+	return n, nil
+}
+
+// LiveByPath returns the live, completed node at a clean path, through the
+// unique path index. It returns ErrNotFound.
+func (r *Repo) LiveByPath(ctx context.Context, path string) (*Node, error) {
+	return liveByPath(ctx, r.db, path)
+}
+
+func liveByPath(ctx context.Context, db bun.IDB, path string) (*Node, error) {
+	n := new(Node)
+	q := db.NewSelect().Model(n).ModelTableExpr("nodes AS n").Where("n.path = ?", path)
+	if err := liveCompleted(q).Scan(ctx); err != nil {
+		return nil, dbErr(err)
+	}
+	return n, nil
+}
+
+// ListOptions pages through a folder's children in name order.
+type ListOptions struct {
+	// After returns only names sorting after it (a keyset cursor).
+	After string
+	// Limit caps the result; zero means no limit.
+	Limit int
+}
+
+// Children lists a folder's live, completed children by name, with one
+// query over the (parent_id, name) index. It returns ErrNotFound only if
+// the query fails that way; an empty folder gives an empty slice.
+func (r *Repo) Children(ctx context.Context, parentID string, o ListOptions) ([]*Node, error) {
+	var nodes []*Node
+	q := r.db.NewSelect().Model(&nodes).ModelTableExpr("nodes AS n").Where("n.parent_id = ?", parentID)
+	q = liveCompleted(q).Order("n.name")
+	if o.After != "" {
+		q = q.Where("n.name > ?", o.After)
+	}
+	if o.Limit > 0 {
+		q = q.Limit(int64(o.Limit))
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, dbErr(err)
+	}
+	return nodes, nil
+}
+
+// Subtree returns the live, completed descendants of a folder (not the
+// folder itself), parents before children.
+func (r *Repo) Subtree(ctx context.Context, folder *Node) ([]*Node, error) {
+	return subtree(ctx, r.db, folder, true)
+}
+
+func subtree(ctx context.Context, db bun.IDB, folder *Node, liveOnly bool) ([]*Node, error) {
+	var nodes []*Node
+	lo, hi := descendantRange(folder.Lineage)
+	q := db.NewSelect().Model(&nodes).ModelTableExpr("nodes AS n").
+		Where("n.lineage > ?", lo).Where("n.lineage < ?", hi).Order("n.path")
+	if liveOnly {
+		q = liveCompleted(q)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, dbErr(err)
+	}
+	return nodes, nil
+}
+
+// descendantRange gives the open lineage range holding exactly the
+// descendants of lineage: everything after "lineage/" and before
+// "lineage0" ('0' follows '/'), which an index answers without LIKE.
+func descendantRange(lineage string) (string, string) {
+	return lineage + "/", lineage + "0"
+}
+
+// CreateFolder makes a folder named name in parent. It returns ErrExists
+// when a live sibling has the name, ErrConflict when parent is a file, and
+// ErrInvalid for a bad name.
+func (r *Repo) CreateFolder(ctx context.Context, parent *Node, name, creator string) (*Node, error) {
+	name, err := CleanName(name)
+	if err != nil {
+		return nil, err
+	}
+	if !parent.IsDir {
+		return nil, fmt.Errorf("%w: parent is not a folder", ErrConflict)
+	}
+	now := r.now()
+	id := NewID()
+	n := &Node{
+		ID: id, ParentID: parent.ID, Name: name, Path: JoinPath(parent.Path, name),
+		Lineage: parent.Lineage + "/" + id, IsDir: true, CreatorID: creator, OwnerID: creator,
+		Tags: []string{}, Status: StatusCompleted, Version: 1, ETag: folderETag(id, 1),
+		CreatedAt: now, UpdatedAt: now, ModTime: now,
+	}
+	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := requireLiveFolder(ctx, tx, parent.ID); err != nil {
+			return err
+		}
+		_, err := tx.NewInsert().Model(n).Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// requireLiveFolder re-reads a parent inside a transaction, so a folder
+// archived or moved meanwhile cannot gain children.
+func requireLiveFolder(ctx context.Context, tx bun.IDB, id string) error {
+	p, err := nodeByID(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if p.Archived() || p.Status != StatusCompleted {
+		return ErrNotFound
+	}
+	if !p.IsDir {
+		return fmt.Errorf("%w: parent is not a folder", ErrConflict)
+	}
+	return nil
+}
+
+func folderETag(id string, version int64) string {
+	return `"d` + id[:min(len(id), 16)] + "-" + strconv.FormatInt(version, 10) + `"`
+}
+
+// Content is a committed blob as the repository records it.
+type Content struct {
+	BlobKey string
+	Size    int64
+	SHA256  string
+}
+
+// Cond holds the preconditions of a write, checked inside its transaction.
+type Cond struct {
+	// IfMatch, when set, must equal the current ETag ("*" means the file
+	// must exist).
+	IfMatch string
+	// IfNoneMatch "*" means the file must not exist yet.
+	IfNoneMatch string
+	// NoOverwrite refuses to replace an existing file (ErrExists).
+	NoOverwrite bool
+}
+
+func (c Cond) check(existing *Node) error {
+	switch {
+	case c.IfMatch == "*" && existing == nil:
+		return ErrPrecondition
+	case c.IfMatch != "" && c.IfMatch != "*" && (existing == nil || existing.ETag != c.IfMatch):
+		return ErrPrecondition
+	case c.IfNoneMatch == "*" && existing != nil:
+		return ErrPrecondition
+	case c.NoOverwrite && existing != nil:
+		return ErrExists
+	}
+	return nil
+}
+
+// PutFile records new content for the file named name in parent: it
+// creates the file, or replaces the content of the live file there, which
+// keeps its id, grants and tokens. It returns the node, whether it was
+// created, and the blob key the replaced content had (for the caller to
+// delete after the commit). It returns ErrConflict when the name is a
+// folder or the parent is not one, ErrPrecondition or ErrExists when cond
+// fails, and ErrInvalid for a bad name.
+func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content, meta FileMeta, actor string, cond Cond) (n *Node, created bool, oldBlob string, err error) {
+	if name, err = CleanName(name); err != nil {
+		return nil, false, "", err
+	}
+	now := r.now()
+	mod := meta.ModTime.UTC().Truncate(time.Microsecond)
+	if meta.ModTime.IsZero() {
+		mod = now
+	}
+	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if err := requireLiveFolder(ctx, tx, parent.ID); err != nil {
+			return err
+		}
+		existing, err := liveByPath(ctx, tx, JoinPath(parent.Path, name))
+		if err != nil && err != ErrNotFound {
+			return err
+		}
+		if err := cond.check(existing); err != nil {
+			return err
+		}
+		if existing != nil {
+			if existing.IsDir {
+				return fmt.Errorf("%w: a folder has that name", ErrConflict)
+			}
+			oldBlob = existing.BlobKey
+			existing.BlobKey, existing.Size, existing.SHA256 = c.BlobKey, c.Size, c.SHA256
+			existing.ETag = fileETag(c.SHA256)
+			existing.Version++
+			existing.UpdatedAt, existing.ModTime = now, mod
+			if meta.MimeType != "" {
+				existing.MimeType = meta.MimeType
+			}
+			_, err := tx.NewUpdate().Model(existing).ModelTableExpr("nodes").
+				Column("blob_key", "size", "sha256", "etag", "version", "updated_at", "mod_time", "mime_type").
+				WherePK().Exec(ctx)
+			n = existing
+			return err
+		}
+		id := NewID()
+		n = &Node{
+			ID: id, ParentID: parent.ID, Name: name, Path: JoinPath(parent.Path, name),
+			Lineage: parent.Lineage + "/" + id, Size: c.Size, MimeType: meta.MimeType, SHA256: c.SHA256,
+			ETag: fileETag(c.SHA256), BlobKey: c.BlobKey, CreatorID: actor, OwnerID: actor,
+			Tags: cleanTags(meta.Tags), Title: meta.Title, Description: meta.Description, Source: meta.Source,
+			PHI: meta.PHI, Status: StatusCompleted, Version: 1, CreatedAt: now, UpdatedAt: now, ModTime: mod,
+		}
+		created = true
+		_, err = tx.NewInsert().Model(n).Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, false, "", err
+	}
+	return n, created, oldBlob, nil
+}
+
+// ReplaceContent gives an existing file new content, checking cond against
+// its current ETag. It returns the old blob key, ErrNotFound, ErrConflict
+// for a folder, and ErrPrecondition.
+func (r *Repo) ReplaceContent(ctx context.Context, id string, c Content, mimeType string, cond Cond) (n *Node, oldBlob string, err error) {
+	now := r.now()
+	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		cur, err := nodeByID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if cur.Archived() || cur.Status != StatusCompleted {
+			return ErrNotFound
+		}
+		if cur.IsDir {
+			return fmt.Errorf("%w: a folder has no content", ErrConflict)
+		}
+		if err := cond.check(cur); err != nil {
+			return err
+		}
+		oldBlob = cur.BlobKey
+		cur.BlobKey, cur.Size, cur.SHA256, cur.ETag = c.BlobKey, c.Size, c.SHA256, fileETag(c.SHA256)
+		cur.Version++
+		cur.UpdatedAt, cur.ModTime = now, now
+		if mimeType != "" {
+			cur.MimeType = mimeType
+		}
+		_, err = tx.NewUpdate().Model(cur).ModelTableExpr("nodes").
+			Column("blob_key", "size", "sha256", "etag", "version", "updated_at", "mod_time", "mime_type").
+			WherePK().Exec(ctx)
+		n = cur
+		return err
+	})
+	return n, oldBlob, err
+}
+
+func cleanTags(tags []string) []string {
+	out := make([]string, 0, len(tags))
+	seen := map[string]bool{}
+	for _, t := range tags {
+		t = strings.TrimSpace(t)
+		if t != "" && !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
+}

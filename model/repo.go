@@ -1,0 +1,91 @@
+package model
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Repo is the metadata repository: every read and write of nodes and
+// accounts goes through it. Methods take a context, run multi-statement
+// changes inside one transaction, and return the package's sentinel errors.
+type Repo struct {
+	db  *bun.DB
+	now func() time.Time
+}
+
+// NewRepo returns a repository over a migrated database.
+func NewRepo(db *bun.DB) *Repo {
+	return &Repo{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+}
+
+// DB returns the underlying database, for packages (policy, tus, davfs)
+// that keep their own tables in it.
+func (r *Repo) DB() *bun.DB { return r.db }
+
+// Ping checks that the database answers. It returns ErrUnavailable.
+func (r *Repo) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := r.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var one int
+	if err := r.db.NewRaw("SELECT 1").Scan(ctx, &one); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// InTx runs fn in one transaction, committing if it returns nil.
+func (r *Repo) InTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+	return dbErr(r.db.RunInTx(ctx, nil, fn))
+}
+
+// dbErr maps driver errors to sentinels: no rows to ErrNotFound, unique
+// violations to ErrExists, and lost connections to ErrUnavailable, so that
+// callers (and the gateway's status table) never see driver types.
+func dbErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrExists), errors.Is(err, ErrConflict),
+		errors.Is(err, ErrInvalid), errors.Is(err, ErrNotEmpty), errors.Is(err, ErrPrecondition),
+		errors.Is(err, ErrUnavailable), errors.Is(err, ErrNoSpace), errors.Is(err, ErrTooLarge):
+		return err
+	case errors.Is(err, sql.ErrNoRows):
+		return ErrNotFound
+	case isUniqueViolation(err):
+		return fmt.Errorf("%w: %v", ErrExists, err)
+	case isUnavailable(err):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}
+
+func isUnavailable(err error) bool {
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "broken pipe", "connection reset", "bad connection",
+		"the database system is shutting down", "the database system is starting up", "terminating connection",
+		"database is locked", "i/o timeout", "no such host"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}

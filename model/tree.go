@@ -1,0 +1,268 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Move renames n and/or puts it under newParent, changing only metadata:
+// the blob is never copied, and the node keeps its id, so its grants and
+// tokens follow it. When a live node already has the destination name,
+// overwrite archives it first (its id is returned as replaced); otherwise
+// the move fails with ErrExists. It returns ErrConflict for a move of the
+// root or into the node's own subtree, ErrNotFound when n or newParent is
+// gone, and ErrInvalid for a bad name.
+func (r *Repo) Move(ctx context.Context, n *Node, newParent *Node, newName string, overwrite bool) (moved *Node, replaced *Node, err error) {
+	if newName, err = CleanName(newName); err != nil {
+		return nil, nil, err
+	}
+	if n.ID == RootID {
+		return nil, nil, fmt.Errorf("%w: the root cannot move", ErrConflict)
+	}
+	if newParent.ID == n.ID || IsWithin(newParent.Lineage, n.Lineage) {
+		return nil, nil, fmt.Errorf("%w: a folder cannot move into itself", ErrConflict)
+	}
+	now := r.now()
+	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		cur, err := nodeByID(ctx, tx, n.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Archived() || cur.Status != StatusCompleted {
+			return ErrNotFound
+		}
+		if err := requireLiveFolder(ctx, tx, newParent.ID); err != nil {
+			return err
+		}
+		np, err := nodeByID(ctx, tx, newParent.ID)
+		if err != nil {
+			return err
+		}
+		if IsWithin(np.Lineage, cur.Lineage) {
+			return fmt.Errorf("%w: a folder cannot move into itself", ErrConflict)
+		}
+		newPath := JoinPath(np.Path, newName)
+		if newPath == cur.Path {
+			moved = cur
+			return nil
+		}
+		dst, err := liveByPath(ctx, tx, newPath)
+		switch {
+		case err == nil && !overwrite:
+			return ErrExists
+		case err == nil:
+			if err := archiveTree(ctx, tx, dst, now); err != nil {
+				return err
+			}
+			replaced = dst
+		case err != ErrNotFound:
+			return err
+		}
+		newLineage := np.Lineage + "/" + cur.ID
+		if cur.IsDir {
+			lo, hi := descendantRange(cur.Lineage)
+			_, err = tx.NewUpdate().Table("nodes").
+				Set("path = ? || substr(path, ?)", newPath, len(cur.Path)+1).
+				Set("lineage = ? || substr(lineage, ?)", newLineage, len(cur.Lineage)+1).
+				Where("lineage > ?", lo).Where("lineage < ?", hi).Exec(ctx)
+			if err != nil {
+				return err
+			}
+		}
+		cur.ParentID, cur.Name, cur.Path, cur.Lineage = np.ID, newName, newPath, newLineage
+		cur.UpdatedAt = now
+		cur.Version++
+		if cur.IsDir {
+			cur.ETag = folderETag(cur.ID, cur.Version)
+		}
+		_, err = tx.NewUpdate().Model(cur).ModelTableExpr("nodes").
+			Column("parent_id", "name", "path", "lineage", "updated_at", "version", "etag").WherePK().Exec(ctx)
+		moved = cur
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return moved, replaced, nil
+}
+
+// archiveTree archives a node and its live descendants with one timestamp,
+// which Restore later uses to bring back exactly that set.
+func archiveTree(ctx context.Context, tx bun.IDB, n *Node, at time.Time) error {
+	if n.IsDir {
+		lo, hi := descendantRange(n.Lineage)
+		if _, err := tx.NewUpdate().Table("nodes").Set("archived_at = ?", at).
+			Where("lineage > ?", lo).Where("lineage < ?", hi).Where("archived_at IS NULL").Exec(ctx); err != nil {
+			return err
+		}
+	}
+	_, err := tx.NewUpdate().Table("nodes").Set("archived_at = ?", at).Set("updated_at = ?", at).
+		Where("id = ?", n.ID).Exec(ctx)
+	return err
+}
+
+// Archive hides a node and everything below it from paths and listings
+// without removing any bytes; Restore brings it back. It returns
+// ErrNotFound (also for an already archived node) and ErrConflict for the
+// root.
+func (r *Repo) Archive(ctx context.Context, id string) (*Node, error) {
+	if id == RootID {
+		return nil, fmt.Errorf("%w: the root cannot be archived", ErrConflict)
+	}
+	var out *Node
+	err := r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		n, err := nodeByID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if n.Archived() {
+			return ErrNotFound
+		}
+		at := r.now()
+		if err := archiveTree(ctx, tx, n, at); err != nil {
+			return err
+		}
+		n.ArchivedAt = &at
+		out = n
+		return nil
+	})
+	return out, err
+}
+
+// Restore brings back an archived node, and the descendants archived with
+// it, at its old place. It returns ErrNotFound when the node is not
+// archived or its parent is gone, and ErrExists when a live node took its
+// name meanwhile.
+func (r *Repo) Restore(ctx context.Context, id string) (*Node, error) {
+	var out *Node
+	err := r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		n, err := nodeByID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !n.Archived() {
+			return fmt.Errorf("%w: not archived", ErrNotFound)
+		}
+		if err := requireLiveFolder(ctx, tx, n.ParentID); err != nil {
+			return err
+		}
+		at := *n.ArchivedAt
+		now := r.now()
+		if _, err := tx.NewUpdate().Table("nodes").Set("archived_at = NULL").Set("updated_at = ?", now).
+			Where("id = ?", n.ID).Exec(ctx); err != nil {
+			return err
+		}
+		if n.IsDir {
+			lo, hi := descendantRange(n.Lineage)
+			if _, err := tx.NewUpdate().Table("nodes").Set("archived_at = NULL").
+				Where("lineage > ?", lo).Where("lineage < ?", hi).Where("archived_at = ?", at).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		n.ArchivedAt = nil
+		n.UpdatedAt = now
+		out = n
+		return nil
+	})
+	return out, err
+}
+
+// Purge removes a node and its whole subtree, archived or not, for good. It
+// returns the blob keys that the rows referred to, for the caller to delete
+// once the transaction has committed (a crash in between leaves orphans for
+// the sweep, never a row without its bytes). It returns ErrNotFound and
+// ErrConflict for the root.
+func (r *Repo) Purge(ctx context.Context, id string) ([]string, error) {
+	if id == RootID {
+		return nil, fmt.Errorf("%w: the root cannot be purged", ErrConflict)
+	}
+	var keys []string
+	err := r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		n, err := nodeByID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		nodes := []*Node{n}
+		if n.IsDir {
+			below, err := subtree(ctx, tx, n, false)
+			if err != nil {
+				return err
+			}
+			nodes = append(nodes, below...)
+		}
+		ids := make([]string, 0, len(nodes))
+		for _, x := range nodes {
+			ids = append(ids, x.ID)
+			if x.BlobKey != "" {
+				keys = append(keys, x.BlobKey)
+			}
+		}
+		// Children first, so the parent_id foreign key never dangles.
+		for i := len(ids) - 1; i >= 0; i-- {
+			if _, err := tx.NewDelete().Table("nodes").Where("id = ?", ids[i]).Exec(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// MetaPatch changes descriptive metadata; nil fields stay as they are.
+type MetaPatch struct {
+	Tags        *[]string
+	Title       *string
+	Description *string
+	Source      *string
+	PHI         *bool
+	MimeType    *string
+	ModTime     *time.Time
+}
+
+// UpdateMeta applies a patch to a live node. It returns ErrNotFound.
+func (r *Repo) UpdateMeta(ctx context.Context, id string, p MetaPatch) (*Node, error) {
+	var out *Node
+	err := r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		n, err := nodeByID(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if n.Archived() {
+			return ErrNotFound
+		}
+		if p.Tags != nil {
+			n.Tags = cleanTags(*p.Tags)
+		}
+		if p.Title != nil {
+			n.Title = *p.Title
+		}
+		if p.Description != nil {
+			n.Description = *p.Description
+		}
+		if p.Source != nil {
+			n.Source = *p.Source
+		}
+		if p.PHI != nil {
+			n.PHI = *p.PHI
+		}
+		if p.MimeType != nil {
+			n.MimeType = *p.MimeType
+		}
+		if p.ModTime != nil {
+			n.ModTime = p.ModTime.UTC().Truncate(time.Microsecond)
+		}
+		n.UpdatedAt = r.now()
+		_, err = tx.NewUpdate().Model(n).ModelTableExpr("nodes").
+			Column("tags", "title", "description", "source", "phi", "mime_type", "mod_time", "updated_at").
+			WherePK().Exec(ctx)
+		out = n
+		return err
+	})
+	return out, err
+}
