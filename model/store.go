@@ -1,0 +1,275 @@
+package model
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/filegate/filegate/model/blob"
+)
+
+// Store is filegate's one store: metadata in the repository, bytes in a
+// blob store. Every door (WebDAV, tus, the files API) reads and writes
+// files through it, so they all see one namespace. It never publishes a row
+// before its bytes are durable, and never deletes bytes a committed row
+// still refers to.
+type Store struct {
+	Repo  *Repo
+	Blobs blob.Store
+	log   *slog.Logger
+}
+
+// NewStore joins a repository and a blob store.
+func NewStore(repo *Repo, blobs blob.Store, log *slog.Logger) *Store {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{Repo: repo, Blobs: blobs, log: log}
+}
+
+// BlobErr maps a blob store error to the package's sentinels.
+func BlobErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, blob.ErrNotFound):
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	case errors.Is(err, blob.ErrNoSpace):
+		return fmt.Errorf("%w: %v", ErrNoSpace, err)
+	case errors.Is(err, blob.ErrUnavailable):
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case errors.Is(err, blob.ErrOffset):
+		return fmt.Errorf("%w: %v", ErrConflict, err)
+	case errors.Is(err, blob.ErrInvalidKey):
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return err
+}
+
+// PutRequest describes a streamed write of a whole file.
+type PutRequest struct {
+	Parent *Node
+	Name   string
+	Body   io.Reader
+	Meta   FileMeta
+	Actor  string
+	Cond   Cond
+	// MaxSize caps the body; zero means no cap. A longer body fails with
+	// ErrTooLarge and changes nothing.
+	MaxSize int64
+}
+
+// Put streams a body into a new blob and then records it as the content of
+// parent/name in one transaction, so the old content stays visible until
+// the new bytes are complete and durable. A body that fails or is cut off
+// changes nothing. It returns the node and whether it was created, and the
+// errors of Repo.PutFile plus ErrTooLarge, ErrNoSpace and ErrUnavailable.
+func (s *Store) Put(ctx context.Context, p PutRequest) (*Node, bool, error) {
+	c, mime, err := s.WriteBlob(ctx, p.Name, p.Body, p.MaxSize)
+	if err != nil {
+		return nil, false, err
+	}
+	if p.Meta.MimeType == "" {
+		p.Meta.MimeType = mime
+	}
+	n, created, old, err := s.Repo.PutFile(ctx, p.Parent, p.Name, c, p.Meta, p.Actor, p.Cond)
+	if err != nil {
+		s.deleteBlob(ctx, c.BlobKey)
+		return nil, false, err
+	}
+	s.deleteBlob(ctx, old)
+	return n, created, nil
+}
+
+// Replace streams new content for an existing file, checking cond against
+// its ETag inside the transaction that switches the content.
+func (s *Store) Replace(ctx context.Context, n *Node, body io.Reader, mimeType string, cond Cond, maxSize int64) (*Node, error) {
+	c, sniffed, err := s.WriteBlob(ctx, n.Name, body, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	if mimeType == "" {
+		mimeType = sniffed
+	}
+	out, old, err := s.Repo.ReplaceContent(ctx, n.ID, c, mimeType, cond)
+	if err != nil {
+		s.deleteBlob(ctx, c.BlobKey)
+		return nil, err
+	}
+	s.deleteBlob(ctx, old)
+	return out, nil
+}
+
+// WriteBlob streams body into a new committed blob that no row refers to
+// yet, and returns it with the MIME type detected from name and the first
+// bytes. The caller records it or deletes it; a crash in between leaves an
+// orphan for SweepOrphans.
+func (s *Store) WriteBlob(ctx context.Context, name string, body io.Reader, maxSize int64) (Content, string, error) {
+	key := NewID()
+	w, err := s.Blobs.Create(ctx, key)
+	if err != nil {
+		return Content{}, "", BlobErr(err)
+	}
+	defer w.Abort()
+	br := bufio.NewReaderSize(body, 64<<10)
+	head, _ := br.Peek(sniffLen)
+	mime := DetectType(name, head)
+	var src io.Reader = br
+	if maxSize > 0 {
+		src = io.LimitReader(br, maxSize+1)
+	}
+	n, err := io.Copy(w, src)
+	if err != nil {
+		return Content{}, "", BlobErr(err)
+	}
+	if maxSize > 0 && n > maxSize {
+		return Content{}, "", ErrTooLarge
+	}
+	if err := ctx.Err(); err != nil {
+		return Content{}, "", err
+	}
+	info, err := w.Commit(ctx)
+	if err != nil {
+		return Content{}, "", BlobErr(err)
+	}
+	return Content{BlobKey: key, Size: info.Size, SHA256: info.SHA256}, mime, nil
+}
+
+func (s *Store) deleteBlob(ctx context.Context, key string) {
+	if key == "" {
+		return
+	}
+	if err := s.Blobs.Delete(context.WithoutCancel(ctx), key); err != nil {
+		// The orphan sweep retries; nothing visible depends on it.
+		s.log.Warn("delete blob", "key", key, "err", err)
+	}
+}
+
+// Open returns a reader over a file's content. It returns ErrNotFound for
+// a folder or a missing blob.
+func (s *Store) Open(ctx context.Context, n *Node) (blob.Reader, error) {
+	if n.IsDir || n.BlobKey == "" {
+		return nil, ErrNotFound
+	}
+	r, err := s.Blobs.Open(ctx, n.BlobKey)
+	return r, BlobErr(err)
+}
+
+// Purge removes a node and its subtree for good, then their bytes.
+func (s *Store) Purge(ctx context.Context, id string) error {
+	keys, err := s.Repo.Purge(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		s.deleteBlob(ctx, k)
+	}
+	return nil
+}
+
+// Copy copies src (a file, or a folder with everything below it) to
+// dstParent/name, sharing or server-side copying the blobs. With overwrite
+// an existing destination is archived first; without, it fails with
+// ErrExists. It returns the new node and whether the destination existed.
+func (s *Store) Copy(ctx context.Context, src, dstParent *Node, name, actor string, overwrite bool) (*Node, bool, error) {
+	dstPath := JoinPath(dstParent.Path, name)
+	if src.IsDir && IsWithin(dstPath, src.Path) {
+		return nil, false, fmt.Errorf("%w: a folder cannot be copied into itself", ErrConflict)
+	}
+	existed := false
+	if old, err := s.Repo.LiveByPath(ctx, dstPath); err == nil {
+		if !overwrite {
+			return nil, false, ErrExists
+		}
+		existed = true
+		if old.ID == src.ID {
+			return old, true, nil
+		}
+		if _, err := s.Repo.Archive(ctx, old.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, false, err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, false, err
+	}
+	n, err := s.copyNode(ctx, src, dstParent, name, actor)
+	return n, existed, err
+}
+
+func (s *Store) copyNode(ctx context.Context, src, dstParent *Node, name, actor string) (*Node, error) {
+	if !src.IsDir {
+		key := NewID()
+		info, err := s.Blobs.Copy(ctx, src.BlobKey, key)
+		if err != nil {
+			return nil, BlobErr(err)
+		}
+		meta := FileMeta{MimeType: src.MimeType, Tags: src.Tags, Title: src.Title, Description: src.Description,
+			Source: src.Source, PHI: src.PHI, ModTime: src.ModTime}
+		n, _, _, err := s.Repo.PutFile(ctx, dstParent, name, Content{BlobKey: key, Size: info.Size, SHA256: info.SHA256},
+			meta, actor, Cond{NoOverwrite: true})
+		if err != nil {
+			s.deleteBlob(ctx, key)
+		}
+		return n, err
+	}
+	folder, err := s.Repo.CreateFolder(ctx, dstParent, name, actor)
+	if err != nil {
+		return nil, err
+	}
+	children, err := s.Repo.Children(ctx, src.ID, ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range children {
+		if _, err := s.copyNode(ctx, c, folder, c.Name, actor); err != nil {
+			return nil, err
+		}
+	}
+	return folder, nil
+}
+
+// SweepOrphans removes uncommitted blob leftovers and committed blobs that
+// no node refers to, if they are older than age (younger ones may belong
+// to a write whose row is about to commit). It returns how many it
+// removed.
+func (s *Store) SweepOrphans(ctx context.Context, age time.Duration) (int, error) {
+	before := time.Now().Add(-age)
+	removed, err := s.Blobs.Sweep(ctx, before)
+	if err != nil {
+		return removed, BlobErr(err)
+	}
+	var candidates []string
+	err = s.Blobs.Walk(ctx, func(key string, info blob.Info) error {
+		if info.ModTime.Before(before) {
+			candidates = append(candidates, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, BlobErr(err)
+	}
+	for len(candidates) > 0 {
+		batch := candidates[:min(500, len(candidates))]
+		candidates = candidates[len(batch):]
+		var used []string
+		if err := s.Repo.db.NewSelect().Table("nodes").Column("blob_key").
+			Where("blob_key IN (?)", bunIn(batch)).Scan(ctx, &used); err != nil {
+			return removed, dbErr(err)
+		}
+		inUse := make(map[string]bool, len(used))
+		for _, k := range used {
+			inUse[k] = true
+		}
+		for _, k := range batch {
+			if !inUse[k] {
+				if err := s.Blobs.Delete(ctx, k); err == nil {
+					removed++
+				}
+			}
+		}
+	}
+	return removed, nil
+}
