@@ -23,7 +23,7 @@ const RootID = "root"
 // from the root down ("root/<id>/<id>"), which is the object the authorizer
 // decides on, so a grant follows a node when it moves.
 type Node struct {
-	bun.BaseModel `bun:"table:nodes"`
+	bun.BaseModel `bun:"table:nodes,alias:n"`
 
 	ID          string     `bun:"id,pk"`
 	ParentID    string     `bun:"parent_id,nullzero"`

@@ -24,7 +24,7 @@ func (r *Repo) NodeByID(ctx context.Context, id string) (*Node, error) {
 
 func nodeByID(ctx context.Context, db bun.IDB, id string) (*Node, error) {
 	n := new(Node)
-	if err := db.NewSelect().Model(n).ModelTableExpr("nodes AS n").Where("n.id = ?", id).Scan(ctx); err != nil {
+	if err := db.NewSelect().Model(n).Where("n.id = ?", id).Scan(ctx); err != nil {
 		return nil, dbErr(err)
 	}
 	return n, nil
@@ -38,7 +38,7 @@ func (r *Repo) LiveByPath(ctx context.Context, path string) (*Node, error) {
 
 func liveByPath(ctx context.Context, db bun.IDB, path string) (*Node, error) {
 	n := new(Node)
-	q := db.NewSelect().Model(n).ModelTableExpr("nodes AS n").Where("n.path = ?", path)
+	q := db.NewSelect().Model(n).Where("n.path = ?", path)
 	if err := liveCompleted(q).Scan(ctx); err != nil {
 		return nil, dbErr(err)
 	}
@@ -58,7 +58,7 @@ type ListOptions struct {
 // the query fails that way; an empty folder gives an empty slice.
 func (r *Repo) Children(ctx context.Context, parentID string, o ListOptions) ([]*Node, error) {
 	var nodes []*Node
-	q := r.db.NewSelect().Model(&nodes).ModelTableExpr("nodes AS n").Where("n.parent_id = ?", parentID)
+	q := r.db.NewSelect().Model(&nodes).Where("n.parent_id = ?", parentID)
 	q = liveCompleted(q).Order("n.name")
 	if o.After != "" {
 		q = q.Where("n.name > ?", o.After)
@@ -81,7 +81,7 @@ func (r *Repo) Subtree(ctx context.Context, folder *Node) ([]*Node, error) {
 func subtree(ctx context.Context, db bun.IDB, folder *Node, liveOnly bool) ([]*Node, error) {
 	var nodes []*Node
 	lo, hi := descendantRange(folder.Lineage)
-	q := db.NewSelect().Model(&nodes).ModelTableExpr("nodes AS n").
+	q := db.NewSelect().Model(&nodes).
 		Where("n.lineage > ?", lo).Where("n.lineage < ?", hi).Order("n.path")
 	if liveOnly {
 		q = liveCompleted(q)
@@ -224,7 +224,7 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 			}
 			_, err := tx.NewUpdate().Model(existing).ModelTableExpr("nodes").
 				Column("blob_key", "size", "sha256", "etag", "version", "updated_at", "mod_time", "mime_type").
-				WherePK().Exec(ctx)
+				Where("id = ?", existing.ID).Exec(ctx)
 			n = existing
 			return err
 		}
@@ -274,7 +274,7 @@ func (r *Repo) ReplaceContent(ctx context.Context, id string, c Content, mimeTyp
 		}
 		_, err = tx.NewUpdate().Model(cur).ModelTableExpr("nodes").
 			Column("blob_key", "size", "sha256", "etag", "version", "updated_at", "mod_time", "mime_type").
-			WherePK().Exec(ctx)
+			Where("id = ?", cur.ID).Exec(ctx)
 		n = cur
 		return err
 	})

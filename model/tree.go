@@ -79,7 +79,7 @@ func (r *Repo) Move(ctx context.Context, n *Node, newParent *Node, newName strin
 			cur.ETag = folderETag(cur.ID, cur.Version)
 		}
 		_, err = tx.NewUpdate().Model(cur).ModelTableExpr("nodes").
-			Column("parent_id", "name", "path", "lineage", "updated_at", "version", "etag").WherePK().Exec(ctx)
+			Column("parent_id", "name", "path", "lineage", "updated_at", "version", "etag").Where("id = ?", cur.ID).Exec(ctx)
 		moved = cur
 		return err
 	})
@@ -260,7 +260,7 @@ func (r *Repo) UpdateMeta(ctx context.Context, id string, p MetaPatch) (*Node, e
 		n.UpdatedAt = r.now()
 		_, err = tx.NewUpdate().Model(n).ModelTableExpr("nodes").
 			Column("tags", "title", "description", "source", "phi", "mime_type", "mod_time", "updated_at").
-			WherePK().Exec(ctx)
+			Where("id = ?", n.ID).Exec(ctx)
 		out = n
 		return err
 	})

@@ -1,0 +1,64 @@
+# filegate: `make run` serves with SQLite and a local blob folder;
+# `make test` installs what the tests need and runs everything that must pass.
+GO          ?= go
+export CGO_ENABLED := 0
+VERSION     ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+BIN         := bin/filegate
+PKGS        := ./...
+TEST_TIMEOUT ?= 30m
+
+.PHONY: all build run test test-go deps lint vet fmt fuzz fuzz-short bench bench-short bench-smoke chaos clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/filegate
+
+run: build
+	./$(BIN) serve --data ./data
+
+deps:
+	./.ci/install-deps
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: deps lint build
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(MAKE) --no-print-directory fuzz-short
+	$(MAKE) --no-print-directory bench-smoke
+
+# Each fuzz target runs briefly over its checked-in seed corpus.
+FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' . 2>/dev/null | xargs -r dirname | sort -u)
+fuzz-short:
+	@for d in $(FUZZ_TARGETS); do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed 's/func //'); do \
+	    echo "fuzz $$d $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 5s $$d || exit 1; \
+	  done; \
+	done
+
+fuzz:
+	@for d in $(FUZZ_TARGETS); do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed 's/func //'); do \
+	    echo "fuzz $$d $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 2m $$d || exit 1; \
+	  done; \
+	done
+
+bench: build
+	$(GO) run ./cmd/filegate-bench
+
+bench-short: build
+	$(GO) run ./cmd/filegate-bench -short
+
+bench-smoke: build
+	@if [ -d cmd/filegate-bench ]; then $(GO) run ./cmd/filegate-bench -smoke; fi
+
+chaos:
+	FILEGATE_CHAOS=long $(GO) test -count=1 -timeout 60m -run 'Chaos|Soak|Fault' $(PKGS)
+
+clean:
+	rm -rf bin
