@@ -1,0 +1,76 @@
+//go:build linux && !arm
+
+package localblob
+
+import (
+	"errors"
+	"os"
+	"syscall"
+)
+
+const xattrSum = "user.filegate.sha256"
+
+// errNoXattr means the filesystem keeps no user extended attributes.
+var errNoXattr = errors.New("localblob: no user xattrs")
+
+// setSum records a blob's SHA-256 on its file.
+func setSum(path, sum string) error {
+	err := syscall.Setxattr(path, xattrSum, []byte(sum), 0)
+	if errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) {
+		return errNoXattr
+	}
+	return err
+}
+
+// getSum reads what setSum recorded.
+func getSum(path string) (string, bool) {
+	var buf [64]byte
+	n, err := syscall.Getxattr(path, xattrSum, buf[:])
+	if err != nil || n != len(buf) {
+		return "", false
+	}
+	for _, c := range buf {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", false
+		}
+	}
+	return string(buf[:]), true
+}
+
+// startWriteback asks the kernel to start writing a range of dirty pages
+// without waiting for it (SYNC_FILE_RANGE_WRITE). It is a hint only: the
+// commit's fsync is what makes the bytes durable.
+func startWriteback(fd int, off, n int64) {
+	const syncFileRangeWrite = 2
+	_ = syscall.SyncFileRange(fd, off, n, syncFileRangeWrite)
+}
+
+// lockFile takes an exclusive flock on f, so that appends from two
+// processes to one partial upload cannot interleave.
+func lockFile(fd int) error {
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// sameFile reports whether the open descriptor fd still is the file at
+// path (it is not after a concurrent publish or discard).
+func sameFile(fd int, path string) bool {
+	var a, b syscall.Stat_t
+	if syscall.Fstat(fd, &a) != nil || syscall.Stat(path, &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+// inode identifies a file, so a partial upload's sidecar can tell whether
+// it still describes the same data file.
+func inode(fi os.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
+}

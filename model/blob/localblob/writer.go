@@ -1,0 +1,133 @@
+package localblob
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/filegate/filegate/model/blob"
+)
+
+// errEnded is returned by a Writer used after Commit or Abort.
+var errEnded = errors.New("localblob: writer already committed or aborted")
+
+// writer streams a blob into a temp file through a pipe that hashes as it
+// writes; Commit renames the file into objects/.
+type writer struct {
+	s     *Store
+	key   string
+	f     *os.File
+	p     *pipe
+	ended bool
+	err   error // sticky: the first failed Write
+}
+
+func newWriter(ctx context.Context, s *Store, key string, f *os.File) *writer {
+	return &writer{s: s, key: key, f: f, p: newPipe(ctx, s, f, sha256.New(), 0)}
+}
+
+// Write copies b into the pipeline. It fails once the Create ctx is done,
+// and returns blob.ErrNoSpace.
+func (w *writer) Write(b []byte) (int, error) {
+	if w.ended {
+		return 0, errEnded
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.p.write(b)
+	if err != nil {
+		w.err = mapErr(err)
+	}
+	return n, w.err
+}
+
+// ReadFrom lets io.Copy read straight into the pipeline's buffers.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	if w.ended {
+		return 0, errEnded
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.p.readFrom(r)
+	if err == nil {
+		err = w.p.werr()
+	}
+	if err != nil {
+		w.err = mapErr(err)
+	}
+	return n, w.err
+}
+
+// Commit fsyncs the temp file, renames it to the key and fsyncs the
+// directory. On failure the temp file is removed and the writer ended. It
+// returns blob.ErrNoSpace, or the error of a failed Write or of ctx.
+func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
+	if w.ended {
+		return blob.Info{}, errEnded
+	}
+	w.ended = true
+	tmp := w.f.Name()
+	defer func() {
+		if err != nil {
+			w.f.Close()
+			os.Remove(tmp)
+		}
+		w.s.releaseTemp(tmp)
+	}()
+	if err := w.p.finish(w.err != nil); err != nil {
+		return blob.Info{}, mapErr(err)
+	}
+	if w.err != nil {
+		return blob.Info{}, w.err
+	}
+	if err := ctx.Err(); err != nil {
+		return blob.Info{}, err
+	}
+	sum := hex.EncodeToString(w.p.h.Sum(nil))
+	if err := setSum(tmp, sum); err != nil && !errors.Is(err, errNoXattr) {
+		return blob.Info{}, mapErr(err)
+	}
+	if err := w.f.Sync(); err != nil {
+		return blob.Info{}, mapErr(err)
+	}
+	fi, err := w.f.Stat()
+	if err != nil {
+		return blob.Info{}, err
+	}
+	if err := w.f.Close(); err != nil {
+		return blob.Info{}, mapErr(err)
+	}
+	dst := w.s.objectPath(w.key)
+	if err := os.Rename(tmp, dst); err != nil {
+		return blob.Info{}, fmt.Errorf("localblob: commit %q: %w", w.key, mapErr(err))
+	}
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		// The blob is in place; only its durability across a power cut
+		// is in doubt, and the caller cannot undo a rename anyway.
+		return blob.Info{}, mapErr(err)
+	}
+	return blob.Info{Size: fi.Size(), SHA256: sum, ModTime: fi.ModTime()}, nil
+}
+
+// Abort discards the temp file; after Commit or Abort it does nothing.
+func (w *writer) Abort() error {
+	if w.ended {
+		return nil
+	}
+	w.ended = true
+	tmp := w.f.Name()
+	defer w.s.releaseTemp(tmp)
+	w.p.finish(true)
+	w.f.Close()
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
