@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/uptrace/bun"
+
+	filegate "github.com/filegate/filegate"
+	"github.com/filegate/filegate/migrations"
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob"
+	"github.com/filegate/filegate/model/blob/localblob"
+	"github.com/filegate/filegate/policy"
+)
+
+// storeFlags are the flags every command that opens the store shares.
+type storeFlags struct {
+	data        string
+	databaseURL string
+	blobURL     string
+}
+
+// newFlagSet makes a flag set whose flags default to FILEGATE_* variables:
+// --database-url reads FILEGATE_DATABASE_URL.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func envName(flagName string) string {
+	return "FILEGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func envString(name, def string) string {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		return v
+	}
+	return def
+}
+
+func (sf *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&sf.data, "data", envString("data", "./data"), "data folder (SQLite database, blobs) [FILEGATE_DATA]")
+	fs.StringVar(&sf.databaseURL, "database-url", envString("database-url", ""),
+		"postgres://… or sqlite:///path.db; default SQLite in the data folder [FILEGATE_DATABASE_URL]")
+	fs.StringVar(&sf.blobURL, "blob-url", envString("blob-url", ""),
+		"blob store: file:///path or a folder path; default <data>/blobs [FILEGATE_BLOB_URL]")
+}
+
+// opened is everything a command may need, opened from the store flags.
+type opened struct {
+	db    *bun.DB
+	repo  *model.Repo
+	store *model.Store
+	authz *policy.Authorizer
+}
+
+func (o *opened) Close() {
+	if o.db != nil {
+		o.db.Close()
+	}
+}
+
+// open connects to the database, applies migrations, and opens the blob
+// store and the authorizer.
+func (sf *storeFlags) open(ctx context.Context, log *slog.Logger) (*opened, error) {
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: sf.databaseURL, DataDir: sf.data})
+	if err != nil {
+		return nil, err
+	}
+	o := &opened{db: db}
+	applied, err := migrations.Up(ctx, db)
+	if err != nil {
+		o.Close()
+		return nil, err
+	}
+	if len(applied) > 0 {
+		log.Info("applied migrations", "migrations", applied)
+	}
+	blobs, err := sf.openBlobs(ctx)
+	if err != nil {
+		o.Close()
+		return nil, err
+	}
+	o.repo = model.NewRepo(db)
+	o.store = model.NewStore(o.repo, blobs, log)
+	o.authz, err = policy.New(ctx, db, filegate.CasbinModel, policy.Options{Logger: log})
+	if err != nil {
+		o.Close()
+		return nil, fmt.Errorf("authorizer: %w", err)
+	}
+	return o, nil
+}
+
+func (sf *storeFlags) openBlobs(ctx context.Context) (blob.Store, error) {
+	u := sf.blobURL
+	switch {
+	case u == "":
+		return localblob.New(filepath.Join(sf.data, "blobs"))
+	case strings.HasPrefix(u, "file://"):
+		return localblob.New(strings.TrimPrefix(u, "file://"))
+	case strings.Contains(u, "://"):
+		return nil, fmt.Errorf("unsupported blob URL scheme in %q", u)
+	}
+	return localblob.New(u)
+}

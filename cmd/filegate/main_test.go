@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/filegate/filegate/model/dbtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
+// buildBinary compiles the real filegate binary once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "filegate")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestServeFirstStart starts the real binary as `make run` does, on both
+// databases: it must create the admin, print the doors' URLs and the
+// credential, answer /readyz to that credential, and stop cleanly on
+// SIGTERM.
+func TestServeFirstStart(t *testing.T) {
+	bin := buildBinary(t)
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			data := t.TempDir()
+			cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", data)
+			cmd.Env = append(os.Environ(), "FILEGATE_DATABASE_URL="+dbURL(t, kind), "FILEGATE_ADMIN_PASSWORD=")
+			stdout, _ := cmd.StdoutPipe()
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+
+			lines := make(chan string, 64)
+			go func() {
+				sc := bufio.NewScanner(stdout)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+				close(lines)
+			}()
+			var base, password string
+			seen := map[string]bool{}
+			deadline := time.After(30 * time.Second)
+			for base == "" || password == "" {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						t.Fatalf("serve exited early:\n%s", stderr.String())
+					}
+					if m := regexp.MustCompile(`serving on (http://\S+)`).FindStringSubmatch(l); m != nil {
+						base = m[1]
+					}
+					if m := regexp.MustCompile(`as admin with password: (\S+)`).FindStringSubmatch(l); m != nil {
+						password = m[1]
+					}
+					for _, door := range []string{"/dav/", "/uploads/", "/api/v1/", "/admin/"} {
+						if strings.HasSuffix(strings.TrimSpace(l), door) {
+							seen[door] = true
+						}
+					}
+				case <-deadline:
+					t.Fatalf("no URL and password printed:\n%s", stderr.String())
+				}
+			}
+			if len(seen) != 4 {
+				t.Errorf("door URLs printed: %v", seen)
+			}
+			req, _ := http.NewRequest("GET", base+"/readyz", nil)
+			req.SetBasicAuth("admin", password)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("/readyz = %d", resp.StatusCode)
+			}
+			cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("serve did not exit cleanly on SIGTERM: %v\n%s", err, stderr.String())
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("serve did not stop within 20s of SIGTERM")
+			}
+			if strings.Contains(stderr.String(), password) {
+				t.Fatal("the admin password reached the log")
+			}
+		})
+	}
+}
+
+func dbURL(t *testing.T, kind dbtest.Kind) string {
+	if kind == dbtest.SQLite {
+		return ""
+	}
+	return dbtest.URL(t, kind)
+}
+
+// TestAdminCommands drives the account commands in-process against a
+// database with no server running.
+func TestAdminCommands(t *testing.T) {
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			ctx := context.Background()
+			data := t.TempDir()
+			t.Setenv("FILEGATE_DATA", data)
+			t.Setenv("FILEGATE_DATABASE_URL", dbURL(t, kind))
+			runOK := func(stdin string, args ...string) string {
+				t.Helper()
+				var out, errb bytes.Buffer
+				if err := run(ctx, args, strings.NewReader(stdin), &out, &errb); err != nil {
+					t.Fatalf("%v: %v\n%s", args, err, errb.String())
+				}
+				return out.String()
+			}
+			runOK("", "migrate")
+			runOK("alice-password\n", "user", "add", "alice", "--password-stdin")
+			runOK("boss-password\n", "user", "add", "boss", "--admin", "--password-stdin")
+			runOK("", "group", "add", "radiology")
+			runOK("", "group", "add-member", "radiology", "alice")
+			if out := runOK("", "group", "list"); !regexp.MustCompile(`radiology\s+alice`).MatchString(out) {
+				t.Fatalf("group list:\n%s", out)
+			}
+			out := runOK("", "user", "list")
+			if !regexp.MustCompile(`boss\s+\S+\s+true`).MatchString(out) || !regexp.MustCompile(`alice\s+\S+\s+false`).MatchString(out) {
+				t.Fatalf("user list does not show boss as the only admin:\n%s", out)
+			}
+			key := strings.TrimSpace(runOK("", "apikey", "create", "alice", "--label", "ci"))
+			if !strings.HasPrefix(key, "fgk_") {
+				t.Fatalf("apikey create printed %q", key)
+			}
+			runOK("", "group", "remove-member", "radiology", "alice")
+			if out := runOK("", "group", "list"); strings.Contains(out, "alice") {
+				t.Fatalf("alice still a member:\n%s", out)
+			}
+			runOK("", "user", "disable", "alice")
+			var errb bytes.Buffer
+			if err := run(ctx, []string{"user", "add", "alice", "--password-stdin"}, strings.NewReader("x-password\n"), io.Discard, &errb); err == nil {
+				t.Fatal("adding an existing user succeeded")
+			}
+			if err := run(ctx, []string{"user", "add", "carol"}, strings.NewReader(""), io.Discard, &errb); err == nil {
+				t.Fatal("user add without --password-stdin succeeded")
+			}
+		})
+	}
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/filegate/filegate/gateway"
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/policy"
+)
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format must be text or json, not %q", format)
+}
+
+func envInt64(name string, def int64) int64 {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stderr)
+	var sf storeFlags
+	sf.register(fs)
+	listen := fs.String("listen", envString("listen", "127.0.0.1:8080"), "address to listen on [FILEGATE_LISTEN]")
+	logFormat := fs.String("log-format", envString("log-format", "text"), "log format: text or json [FILEGATE_LOG_FORMAT]")
+	logLevel := fs.String("log-level", envString("log-level", "info"), "log level: debug, info, warn, error [FILEGATE_LOG_LEVEL]")
+	maxUpload := fs.Int64("max-upload-bytes", envInt64("max-upload-bytes", 0), "largest file accepted, 0 for no limit [FILEGATE_MAX_UPLOAD_BYTES]")
+	grace := fs.Duration("shutdown-grace", envDuration("shutdown-grace", 30*time.Second), "time in-flight requests get to finish on shutdown [FILEGATE_SHUTDOWN_GRACE]")
+	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	o, err := sf.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer o.Close()
+
+	adminPassword, err := bootstrapAdmin(ctx, o)
+	if err != nil {
+		return err
+	}
+
+	srv, err := gateway.New(gateway.Config{
+		Listen: *listen, MaxUploadBytes: *maxUpload, ShutdownGrace: *grace,
+	}, gateway.Deps{Store: o.store, Authz: o.authz, Log: log})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	go sweepLoop(ctx, o.store, *sweepEvery, log)
+	go o.authz.Run(ctx)
+
+	base := "http://" + l.Addr().String()
+	fmt.Fprintf(stdout, "filegate %s is serving on %s\n", version, base)
+	fmt.Fprintf(stdout, "  WebDAV       %s/dav/\n", base)
+	fmt.Fprintf(stdout, "  tus uploads  %s/uploads/\n", base)
+	fmt.Fprintf(stdout, "  files API    %s/api/v1/\n", base)
+	fmt.Fprintf(stdout, "  admin page   %s/admin/\n", base)
+	fmt.Fprintf(stdout, "  health       %s/healthz  %s/readyz  metrics %s/metrics\n", base, base, base)
+	switch {
+	case adminPassword != "":
+		fmt.Fprintf(stdout, "Created the first user. Log in as admin with password: %s\n", adminPassword)
+		fmt.Fprintln(stdout, "(shown once; change it with: filegate user passwd admin)")
+	case os.Getenv("FILEGATE_ADMIN_PASSWORD") != "":
+		fmt.Fprintln(stdout, "Log in as admin with the password in FILEGATE_ADMIN_PASSWORD.")
+	default:
+		fmt.Fprintln(stdout, "Log in with an existing account (filegate user list).")
+	}
+	fmt.Fprintf(stdout, "Example: curl -u admin:PASSWORD %s/readyz\n", base)
+	return srv.Serve(ctx, l)
+}
+
+// bootstrapAdmin creates the user "admin" with the admin role when there
+// are no users at all. The password comes from FILEGATE_ADMIN_PASSWORD, or
+// is generated and returned to be printed once. An existing admin whose
+// password differs from FILEGATE_ADMIN_PASSWORD is left alone: the
+// variable only seeds a fresh install.
+func bootstrapAdmin(ctx context.Context, o *opened) (generated string, err error) {
+	n, err := o.repo.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	pw := os.Getenv("FILEGATE_ADMIN_PASSWORD")
+	if pw == "" {
+		b := make([]byte, 18)
+		rand.Read(b)
+		pw = base64.RawURLEncoding.EncodeToString(b)
+		generated = pw
+	}
+	if _, err := o.repo.CreateUser(ctx, "admin", pw); err != nil {
+		return "", err
+	}
+	if err := o.authz.Apply(ctx, policy.Change{Add: [][]string{{"g", "user:admin", "role:admin"}}}); err != nil {
+		return "", err
+	}
+	return generated, nil
+}
+
+func sweepLoop(ctx context.Context, store *model.Store, every time.Duration, log *slog.Logger) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := store.SweepOrphans(ctx, time.Hour)
+			if err != nil {
+				log.Warn("orphan sweep", "err", err)
+			} else if n > 0 {
+				log.Info("orphan sweep", "removed", n)
+			}
+		}
+	}
+}

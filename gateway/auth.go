@@ -1,0 +1,188 @@
+package gateway
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/filegate/filegate/model"
+)
+
+// Principal is who a request acts as. Subject is the Casbin subject the
+// authorizer decides on: "user:<name>", "token:<id>" or "anonymous".
+type Principal struct {
+	Subject string
+	// User is set for password and API-key logins.
+	User *model.User
+	// Token is set when a per-file token authenticated the request.
+	Token *model.FileToken
+	// Method says how the request authenticated: "password", "apikey",
+	// "token" or "" for anonymous.
+	Method string
+}
+
+// Anonymous is the principal of a request without credentials.
+var Anonymous = Principal{Subject: "anonymous"}
+
+// IsAnonymous reports whether no credentials were presented.
+func (p Principal) IsAnonymous() bool { return p.Method == "" }
+
+// ActorID is the id recorded as creator: the user id, or the token id.
+func (p Principal) ActorID() string {
+	switch {
+	case p.User != nil:
+		return p.User.ID
+	case p.Token != nil:
+		return "token:" + p.Token.ID
+	}
+	return ""
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the request's principal, Anonymous if none.
+func PrincipalFrom(ctx context.Context) Principal {
+	if p, ok := ctx.Value(principalKey{}).(Principal); ok {
+		return p
+	}
+	return Anonymous
+}
+
+// errBadCredentials is returned for credentials that were presented but
+// are wrong, revoked, expired or belong to a disabled user; the answer is
+// always the same 401 so it reveals nothing.
+var errBadCredentials = errors.New("bad credentials")
+
+// authenticator turns credentials into a Principal. Verified passwords are
+// remembered for a while, keyed by an HMAC under a per-process key of the
+// user id, the stored hash and the password, so WebDAV clients that send
+// Basic on every request pay argon2id once; a password change alters the
+// stored hash and so misses the cache. Disabled users are checked on every
+// request against the database.
+type authenticator struct {
+	repo   *model.Repo
+	key    [32]byte
+	ttl    time.Duration
+	mu     sync.Mutex
+	cached map[[32]byte]time.Time
+}
+
+func newAuthenticator(repo *model.Repo) *authenticator {
+	a := &authenticator{repo: repo, ttl: 10 * time.Minute, cached: map[[32]byte]time.Time{}}
+	rand.Read(a.key[:])
+	return a
+}
+
+// authenticate inspects the Authorization header. No header gives
+// Anonymous. It returns errBadCredentials, or model.ErrUnavailable when the
+// database cannot say.
+func (a *authenticator) authenticate(r *http.Request) (Principal, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return Anonymous, nil
+	}
+	ctx := r.Context()
+	scheme, cred, _ := strings.Cut(h, " ")
+	cred = strings.TrimSpace(cred)
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		return a.bearer(ctx, cred)
+	case "basic":
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			return Anonymous, errBadCredentials
+		}
+		if strings.HasPrefix(pass, model.TokenPrefix+"_") || strings.HasPrefix(pass, model.APIKeyPrefix+"_") {
+			return a.bearer(ctx, pass)
+		}
+		return a.password(ctx, user, pass)
+	}
+	return Anonymous, errBadCredentials
+}
+
+func (a *authenticator) bearer(ctx context.Context, cred string) (Principal, error) {
+	switch {
+	case strings.HasPrefix(cred, model.APIKeyPrefix+"_"):
+		u, err := a.repo.UserByAPIKey(ctx, cred)
+		if err != nil {
+			return Anonymous, credErr(err)
+		}
+		return Principal{Subject: "user:" + u.Name, User: u, Method: "apikey"}, nil
+	case strings.HasPrefix(cred, model.TokenPrefix+"_"):
+		t, err := a.repo.TokenByCredential(ctx, cred)
+		if err != nil {
+			return Anonymous, credErr(err)
+		}
+		return Principal{Subject: "token:" + t.ID, Token: t, Method: "token"}, nil
+	}
+	return Anonymous, errBadCredentials
+}
+
+func (a *authenticator) password(ctx context.Context, name, pass string) (Principal, error) {
+	if name == "" || pass == "" || len(pass) > 1024 {
+		return Anonymous, errBadCredentials
+	}
+	u, err := a.repo.UserByName(ctx, name)
+	if err != nil {
+		return Anonymous, credErr(err)
+	}
+	if u.Disabled || u.PasswordHash == "" {
+		return Anonymous, errBadCredentials
+	}
+	k := a.cacheKey(u, pass)
+	now := time.Now()
+	a.mu.Lock()
+	exp, hit := a.cached[k]
+	a.mu.Unlock()
+	if !hit || now.After(exp) {
+		if !model.CheckPassword(u.PasswordHash, pass) {
+			return Anonymous, errBadCredentials
+		}
+		a.mu.Lock()
+		if len(a.cached) > 10000 {
+			clear(a.cached) // bounded memory beats perfect hit rates
+		}
+		a.cached[k] = now.Add(a.ttl)
+		a.mu.Unlock()
+	}
+	return Principal{Subject: "user:" + u.Name, User: u, Method: "password"}, nil
+}
+
+func (a *authenticator) cacheKey(u *model.User, pass string) [32]byte {
+	m := hmac.New(sha256.New, a.key[:])
+	m.Write([]byte(u.ID))
+	m.Write([]byte{0})
+	m.Write([]byte(u.PasswordHash))
+	m.Write([]byte{0})
+	m.Write([]byte(pass))
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+// credErr keeps database outages distinct from bad credentials, so an
+// outage answers 503 rather than a misleading 401.
+func credErr(err error) error {
+	if errors.Is(err, model.ErrUnavailable) {
+		return err
+	}
+	return errBadCredentials
+}
+
+// challenge answers 401 with the Basic challenge WebDAV clients need.
+// Windows' Mini-Redirector and Finder both accept a plain Basic realm.
+func challenge(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Basic realm="filegate", charset="UTF-8"`)
+	writeJSONError(w, http.StatusUnauthorized, "unauthorized", "Authentication is required.")
+}

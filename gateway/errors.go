@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/filegate/filegate/model"
+)
+
+// statusOf is the one table from sentinel errors to HTTP status and error
+// code. Bodies carry the code and a fixed message, never err.Error(), so no
+// path, SQL or stack trace leaks to a client.
+var statusOf = []struct {
+	err     error
+	status  int
+	code    string
+	message string
+}{
+	{model.ErrNotFound, http.StatusNotFound, "not_found", "The resource does not exist."},
+	{model.ErrExists, http.StatusConflict, "exists", "A resource with that name already exists."},
+	{model.ErrConflict, http.StatusConflict, "conflict", "The request conflicts with the current state."},
+	{model.ErrInvalid, http.StatusBadRequest, "invalid", "The request is malformed."},
+	{model.ErrNotEmpty, http.StatusConflict, "not_empty", "The folder is not empty."},
+	{model.ErrPrecondition, http.StatusPreconditionFailed, "precondition_failed", "A precondition did not hold."},
+	{model.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; retry later."},
+	{model.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage", "There is not enough storage space."},
+	{model.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", "The request body is too large."},
+	{context.Canceled, 499, "canceled", "The request was canceled."},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, "timeout", "The request timed out; retry later."},
+}
+
+// ErrorStatus returns the HTTP status, code and public message for err.
+// Unknown errors are 500 "internal".
+func ErrorStatus(err error) (status int, code, message string) {
+	for _, e := range statusOf {
+		if errors.Is(err, e.err) {
+			return e.status, e.code, e.message
+		}
+	}
+	return http.StatusInternalServerError, "internal", "An internal error occurred."
+}
+
+// errorBody is the JSON shape of every API error.
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// writeJSONError answers with {"error": {"code", "message"}}. 503 answers
+// carry Retry-After so clients back off instead of hammering.
+func writeJSONError(w http.ResponseWriter, status int, code, message string) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	var b errorBody
+	b.Error.Code, b.Error.Message = code, message
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(b)
+}
+
+// writeError answers err through the status table, logging unexpected
+// errors (with the request id) so a 500 is never silent.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := ErrorStatus(err)
+	if status >= 500 && status != http.StatusServiceUnavailable && status != http.StatusInsufficientStorage {
+		s.logger(r.Context()).Error("request failed", "err", err)
+	}
+	writeJSONError(w, status, code, msg)
+}

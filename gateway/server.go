@@ -1,0 +1,201 @@
+// Package gateway is filegate's HTTP side: the server, authentication,
+// routing, the files and admin APIs, and the mounting of the WebDAV and tus
+// doors. Every door authenticates here and asks the one authorizer before
+// any protocol code runs.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/policy"
+)
+
+// Authorizer is the one authorizer every door asks; *policy.Authorizer
+// implements it.
+type Authorizer interface {
+	Decide(ctx context.Context, sub, act, obj string) policy.Decision
+}
+
+// Config holds the server's settings.
+type Config struct {
+	// Listen is the TCP address, e.g. 127.0.0.1:8080.
+	Listen string
+	// MaxUploadBytes caps a single file; zero means no cap.
+	MaxUploadBytes int64
+	// ShutdownGrace is how long in-flight requests may take to finish
+	// after a shutdown starts.
+	ShutdownGrace time.Duration
+	// ReadHeaderTimeout and IdleTimeout bound slow clients.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// MaxHeaderBytes caps request headers.
+	MaxHeaderBytes int
+}
+
+// Deps are the parts the server is wired from, built in cmd/filegate.
+type Deps struct {
+	Store *model.Store
+	Authz Authorizer
+	Log   *slog.Logger
+	// Mounts are extra handlers by path prefix (e.g. "/dav/", "/uploads/"),
+	// each already wrapped in its own authorization.
+	Mounts map[string]http.Handler
+}
+
+// Server is filegate's HTTP server.
+type Server struct {
+	cfg      Config
+	store    *model.Store
+	repo     *model.Repo
+	authz    Authorizer
+	log      *slog.Logger
+	authn    *authenticator
+	metrics  *metrics
+	mux      *http.ServeMux
+	draining atomic.Bool
+}
+
+// New builds a server. It returns an error when a dependency is missing.
+func New(cfg Config, d Deps) (*Server, error) {
+	if d.Store == nil || d.Authz == nil {
+		return nil, errors.New("gateway: store and authorizer are required")
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = 30 * time.Second
+	}
+	if cfg.ReadHeaderTimeout == 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = 64 << 10
+	}
+	s := &Server{
+		cfg: cfg, store: d.Store, repo: d.Store.Repo, authz: d.Authz, log: d.Log,
+		authn: newAuthenticator(d.Store.Repo), metrics: newMetrics(), mux: http.NewServeMux(),
+	}
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", s.metrics.handler())
+	for prefix, h := range d.Mounts {
+		s.mux.Handle(prefix, s.authenticated(h))
+	}
+	return s, nil
+}
+
+// Handle mounts an extra handler behind authentication, for doors wired
+// after New.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.authenticated(h))
+}
+
+// Handler returns the root handler with request ids, logging, metrics and
+// panic recovery around every route.
+func (s *Server) Handler() http.Handler {
+	return s.observe(s.mux)
+}
+
+// Serve answers on l until ctx is cancelled, then stops accepting, answers
+// new requests on open connections with 503, and waits up to
+// ShutdownGrace for requests in flight.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"status":"ok"}` + "\n"))
+}
+
+// readyz answers 200 only while the database answers and the server is not
+// draining, so a load balancer stops sending new work first.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSONError(w, http.StatusServiceUnavailable, "draining", "The server is shutting down.")
+		return
+	}
+	if err := s.repo.Ping(r.Context()); err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "The database is unreachable.")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"status":"ready"}` + "\n"))
+}
+
+// authenticated resolves the request's principal before h runs. Presented
+// credentials that are wrong get 401 at once, so they never reach the
+// store; no credentials give the anonymous principal, and the door decides
+// (through the authorizer) whether anonymous may proceed.
+func (s *Server) authenticated(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			writeJSONError(w, http.StatusServiceUnavailable, "draining", "The server is shutting down.")
+			return
+		}
+		p, err := s.authn.authenticate(r)
+		if err != nil {
+			if errors.Is(err, model.ErrUnavailable) {
+				s.writeError(w, r, err)
+				return
+			}
+			s.logger(r.Context()).Info("authentication failed", "remote", r.RemoteAddr)
+			challenge(w)
+			return
+		}
+		ctx := WithPrincipal(r.Context(), p)
+		setLogAttr(ctx, "subject", p.Subject)
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// Decide asks the authorizer whether the request's principal may do act on
+// obj (a node lineage, or "*").
+func (s *Server) Decide(r *http.Request, act, obj string) policy.Decision {
+	return s.authz.Decide(r.Context(), PrincipalFrom(r.Context()).Subject, act, obj)
+}
+
+// Deny answers a refused request: 401 with a challenge for anonymous
+// callers (they may have credentials that would work), 403 otherwise.
+func Deny(w http.ResponseWriter, r *http.Request) {
+	if PrincipalFrom(r.Context()).IsAnonymous() {
+		challenge(w)
+		return
+	}
+	writeJSONError(w, http.StatusForbidden, "forbidden", "You may not do that.")
+}
