@@ -140,19 +140,24 @@ func (s *Store) Append(ctx context.Context, id string, offset int64, r io.Reader
 	}
 	p := newPipe(ctx, s, f, h, size)
 	n, rerr := p.readFrom(r)
-	if err := p.finish(false); err != nil {
+	if err := p.endWrites(); err != nil {
+		p.abort()
 		s.rollback(f, size)
-		return 0, mapErr(err)
+		return 0, err
 	}
 	if rerr == nil && accept != nil {
 		if err := accept(n); err != nil {
+			p.abort()
 			s.rollback(f, size)
 			return 0, err
 		}
 	}
-	if err := f.Sync(); err != nil {
+	// fsync mostly waits on the device while the hasher catches up.
+	serr := f.Sync()
+	herr := p.waitHash()
+	if serr != nil || herr != nil {
 		s.rollback(f, size)
-		return 0, mapErr(err)
+		return 0, mapErr(errors.Join(serr, herr))
 	}
 	if size == 0 {
 		if err := syncDir(filepath.Dir(f.Name())); err != nil {

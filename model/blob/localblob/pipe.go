@@ -10,28 +10,25 @@ import (
 )
 
 const (
-	// bufSize is the unit handed between pipeline stages. Each pipeline
-	// holds at most pipeDepth of them, so a writer costs 4 MiB of memory
-	// however large the blob.
-	bufSize   = 1 << 20
-	pipeDepth = 4
+	// bufSize is the write size: big enough that syscalls cost nothing,
+	// small enough that thousands of concurrent uploads fit in memory (a
+	// pipe holds two buffers).
+	bufSize = 1 << 20
 	// writebackEvery asks the kernel to start writing dirty pages to disk
-	// after that many bytes, so the fsync at commit finds little left to do
-	// and the disk works while we still hash and receive.
-	writebackEvery = 8 << 20
+	// after that many bytes, so that less is left for the commit's fsync.
+	writebackEvery = 16 << 20
 )
 
-// chunk is one filled buffer travelling down the pipeline.
-type chunk struct {
-	buf *[]byte
-	n   int
-}
+// errAborted stops the hasher of a pipe being abandoned.
+var errAborted = errors.New("localblob: write abandoned")
 
-// pipe streams bytes into a file and a hash at once. The producer fills
-// buffers (write or readFrom); a write stage puts them in the file and a
-// hash stage hashes what the write stage wrote, each in its own goroutine,
-// so receiving, writing and hashing overlap. The hash only ever covers bytes
-// that reached the file. A pipe is used by one producer goroutine.
+// pipe streams bytes into a file and a SHA-256 of them. The producer
+// writes into the file through one buffer; a hasher goroutine reads the
+// bytes back from the file (the page cache, a memory copy) and hashes them.
+// Writing is not held up by hashing, so at commit the fsync, which mostly
+// waits on the device, overlaps with the hash catching up instead of
+// following it. The hash covers exactly the bytes that reached the file. A
+// pipe is used by one producer goroutine.
 type pipe struct {
 	ctx context.Context
 	s   *Store
@@ -39,122 +36,147 @@ type pipe struct {
 	h   hash.Hash
 	off int64 // file offset of the first byte this pipe writes
 
-	cur     *[]byte // buffer being filled, nil when none
-	curN    int
-	held    int // buffers taken from the pool
-	started bool
-	closed  bool
+	buf     *[]byte // the producer's buffer, nil once released
+	n       int     // bytes filled in buf
+	flushed int64   // bytes written, as the producer sees it
+	hinted  int64   // bytes handed to startWriteback
+	started bool    // hasher running
+	ended   bool    // endWrites called
 
-	free    chan *[]byte
-	toWrite chan chunk
-	toHash  chan chunk
-	done    chan struct{}
+	kick  chan struct{} // capacity 1: "written moved"
+	hdone chan struct{}
 
 	mu      sync.Mutex
-	err     error // first write error
-	written int64 // bytes the write stage put in the file
+	written int64 // bytes in the file, for the hasher
+	wdone   bool  // no more writes will come
+	werr    error // first write error (or errAborted)
+	herr    error // hasher's read error
 }
 
 // newPipe writes at f's current offset, which must be off.
 func newPipe(ctx context.Context, s *Store, f *os.File, h hash.Hash, off int64) *pipe {
-	return &pipe{ctx: ctx, s: s, f: f, h: h, off: off, free: make(chan *[]byte, pipeDepth)}
+	return &pipe{ctx: ctx, s: s, f: f, h: h, off: off, buf: s.bufs.Get().(*[]byte)}
 }
 
-func (p *pipe) werr() error {
+func (p *pipe) writeErr() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.err
+	return p.werr
 }
 
-// Written returns how many bytes reached the file; valid after finish.
-func (p *pipe) Written() int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.written
+// Written returns how many bytes reached the file.
+func (p *pipe) Written() int64 { return p.flushed }
+
+// flush writes the buffer to the file.
+func (p *pipe) flush() error {
+	if p.n == 0 {
+		return p.writeErr()
+	}
+	err := p.writeOut((*p.buf)[:p.n])
+	p.n = 0
+	return err
 }
 
-func (p *pipe) getBuf() *[]byte {
-	select {
-	case b := <-p.free:
-		return b
-	default:
-	}
-	if p.held < pipeDepth {
-		p.held++
-		return p.s.bufs.Get().(*[]byte)
-	}
-	return <-p.free
-}
-
-// send hands the current buffer to the write stage.
-func (p *pipe) send() error {
-	if err := p.ctx.Err(); err != nil {
-		return err
-	}
-	if err := p.werr(); err != nil {
+// writeOut writes b to the file, starting the hasher on first use, and
+// tells the hasher how far the file now goes.
+func (p *pipe) writeOut(b []byte) error {
+	if err := p.writeErr(); err != nil {
 		return err
 	}
 	if !p.started {
 		p.started = true
-		p.toWrite = make(chan chunk, pipeDepth)
-		p.toHash = make(chan chunk, pipeDepth)
-		p.done = make(chan struct{})
-		go p.writeStage()
-		go p.hashStage()
+		p.kick = make(chan struct{}, 1)
+		p.hdone = make(chan struct{})
+		go p.hasher()
 	}
-	p.toWrite <- chunk{buf: p.cur, n: p.curN}
-	p.cur, p.curN = nil, 0
-	return nil
+	k, err := p.f.Write(b)
+	p.flushed += int64(k)
+	p.mu.Lock()
+	p.written = p.flushed
+	if err != nil && p.werr == nil {
+		p.werr = mapErr(err)
+	}
+	err = p.werr
+	p.mu.Unlock()
+	p.poke()
+	if p.flushed-p.hinted >= writebackEvery {
+		startWriteback(int(p.f.Fd()), p.off+p.hinted, p.flushed-p.hinted)
+		p.hinted = p.flushed
+	}
+	return err
 }
 
-func (p *pipe) writeStage() {
-	defer close(p.toHash)
-	var written, flushed int64
-	fd := int(p.f.Fd())
-	for c := range p.toWrite {
-		if p.werr() != nil {
-			c.n = 0
-		} else {
-			n, err := p.f.Write((*c.buf)[:c.n])
-			c.n = n
-			written += int64(n)
-			p.mu.Lock()
-			p.written = written
-			if err != nil && p.err == nil {
-				p.err = err
-			}
-			p.mu.Unlock()
-			if written-flushed >= writebackEvery {
-				startWriteback(fd, p.off+flushed, written-flushed)
-				flushed = written
-			}
+func (p *pipe) poke() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// hasher hashes the file from off as far as the producer has written,
+// until the producer is done or gives up.
+func (p *pipe) hasher() {
+	defer close(p.hdone)
+	rb := p.s.bufs.Get().(*[]byte)
+	defer p.s.bufs.Put(rb)
+	var hashed int64
+	for {
+		p.mu.Lock()
+		written, wdone, werr := p.written, p.wdone, p.werr
+		p.mu.Unlock()
+		if werr == errAborted {
+			return
 		}
-		p.toHash <- c
+		if hashed < written {
+			want := min(int64(len(*rb)), written-hashed)
+			k, err := p.f.ReadAt((*rb)[:want], p.off+hashed)
+			p.h.Write((*rb)[:k])
+			hashed += int64(k)
+			if err != nil && int64(k) < want {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF // truncated behind our back
+				}
+				p.mu.Lock()
+				p.herr = err
+				p.mu.Unlock()
+				return
+			}
+			continue
+		}
+		if wdone {
+			return
+		}
+		<-p.kick
 	}
 }
 
-func (p *pipe) hashStage() {
-	defer close(p.done)
-	for c := range p.toHash {
-		p.h.Write((*c.buf)[:c.n])
-		p.free <- c.buf
-	}
-}
-
-// write copies b into the pipeline. It returns ctx's error or the first
-// write error.
+// write copies b into the file. It returns ctx's error or the first write
+// error.
 func (p *pipe) write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
-		if p.cur == nil {
-			p.cur = p.getBuf()
+		if p.n == 0 && len(b) >= len(*p.buf) {
+			// A whole buffer's worth: write it from b, sparing a copy.
+			if err := p.ctx.Err(); err != nil {
+				return n, err
+			}
+			k := len(b) - len(b)%len(*p.buf)
+			if err := p.writeOut(b[:k]); err != nil {
+				return n, err
+			}
+			n += k
+			b = b[k:]
+			continue
 		}
-		k := copy((*p.cur)[p.curN:], b)
-		p.curN += k
+		k := copy((*p.buf)[p.n:], b)
+		p.n += k
 		n += k
 		b = b[k:]
-		if p.curN == len(*p.cur) {
-			if err := p.send(); err != nil {
+		if p.n == len(*p.buf) {
+			if err := p.ctx.Err(); err != nil {
+				return n, err
+			}
+			if err := p.flush(); err != nil {
 				return n, err
 			}
 		}
@@ -162,27 +184,21 @@ func (p *pipe) write(b []byte) (int, error) {
 	return n, nil
 }
 
-// readFrom reads r to EOF into the pipeline, checking ctx between reads.
-// It returns how many bytes it read and the read or ctx error (never
-// io.EOF); it stops early with a nil error when a write failed, which
-// finish then reports.
+// readFrom reads r to EOF into the file, checking ctx between reads. It
+// returns how many bytes it read and r's or ctx's error (never io.EOF); it
+// stops early with a nil error when a write failed, which endWrites then
+// reports.
 func (p *pipe) readFrom(r io.Reader) (int64, error) {
 	var n int64
 	for {
 		if err := p.ctx.Err(); err != nil {
 			return n, err
 		}
-		if p.cur == nil {
-			p.cur = p.getBuf()
-		}
-		k, err := r.Read((*p.cur)[p.curN:])
-		p.curN += k
+		k, err := r.Read((*p.buf)[p.n:])
+		p.n += k
 		n += int64(k)
-		if p.curN == len(*p.cur) {
-			if serr := p.send(); serr != nil {
-				if serr == p.ctx.Err() {
-					return n, serr
-				}
+		if p.n == len(*p.buf) {
+			if p.flush() != nil {
 				return n, nil
 			}
 		}
@@ -195,56 +211,64 @@ func (p *pipe) readFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// finish writes what is buffered, waits for both stages and returns the
-// buffers to the pool. It returns the first write error. When discard is
-// true the buffered tail is dropped instead of written.
-func (p *pipe) finish(discard bool) error {
-	if p.closed {
-		return p.werr()
+// endWrites writes what is buffered and tells the hasher no more is
+// coming. It returns the first write error.
+func (p *pipe) endWrites() error {
+	if p.ended {
+		return p.writeErr()
 	}
-	p.closed = true
-	if p.cur != nil && p.curN > 0 && !discard {
-		if !p.started {
-			// Small blob: one buffer, no goroutines needed.
-			n, err := p.f.Write((*p.cur)[:p.curN])
-			p.h.Write((*p.cur)[:n])
+	p.ended = true
+	if !p.started && p.n > 0 {
+		// Small blob, one buffer: write and hash it without a goroutine.
+		k, err := p.f.Write((*p.buf)[:p.n])
+		p.h.Write((*p.buf)[:k])
+		p.flushed += int64(k)
+		p.n = 0
+		if err != nil {
 			p.mu.Lock()
-			p.written += int64(n)
-			if err != nil && p.err == nil {
-				p.err = err
-			}
+			p.werr = mapErr(err)
 			p.mu.Unlock()
-		} else if p.werr() == nil {
-			p.toWrite <- chunk{buf: p.cur, n: p.curN}
-			p.cur = nil
 		}
 	}
-	if discard {
-		p.mu.Lock()
-		if p.err == nil {
-			p.err = errDiscarded
-		}
-		p.mu.Unlock()
-	}
-	if p.cur != nil {
-		p.s.bufs.Put(p.cur)
-		p.cur = nil
-		p.held--
-	}
-	if p.started {
-		close(p.toWrite)
-		<-p.done
-	}
-	for p.held > 0 {
-		p.s.bufs.Put(<-p.free)
-		p.held--
-	}
-	err := p.werr()
-	if err == errDiscarded {
-		return nil
-	}
+	err := p.flush()
+	p.release()
 	return err
 }
 
-// errDiscarded stops the write stage of a pipe being aborted.
-var errDiscarded = errors.New("localblob: writer discarded")
+// release marks the writes done and gives back the producer's buffer.
+func (p *pipe) release() {
+	p.mu.Lock()
+	p.wdone = true
+	p.mu.Unlock()
+	if p.started {
+		p.poke()
+	}
+	if p.buf != nil {
+		p.s.bufs.Put(p.buf)
+		p.buf = nil
+	}
+}
+
+// waitHash waits for the hasher to cover every written byte. It returns
+// the hasher's read error.
+func (p *pipe) waitHash() error {
+	if p.started {
+		<-p.hdone
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.herr
+}
+
+// abort abandons the pipe: the hasher stops where it is. Safe to call
+// more than once and after endWrites.
+func (p *pipe) abort() {
+	p.ended = true
+	p.mu.Lock()
+	p.werr = errAborted
+	p.mu.Unlock()
+	p.release()
+	if p.started {
+		<-p.hdone
+	}
+}

@@ -31,8 +31,8 @@ func newWriter(ctx context.Context, s *Store, key string, f *os.File) *writer {
 	return &writer{s: s, key: key, f: f, p: newPipe(ctx, s, f, sha256.New(), 0)}
 }
 
-// Write copies b into the pipeline. It fails once the Create ctx is done,
-// and returns blob.ErrNoSpace.
+// Write copies b into the file. It fails once the Create ctx is done, and
+// returns blob.ErrNoSpace.
 func (w *writer) Write(b []byte) (int, error) {
 	if w.ended {
 		return 0, errEnded
@@ -41,13 +41,11 @@ func (w *writer) Write(b []byte) (int, error) {
 		return 0, w.err
 	}
 	n, err := w.p.write(b)
-	if err != nil {
-		w.err = mapErr(err)
-	}
-	return n, w.err
+	w.err = err
+	return n, err
 }
 
-// ReadFrom lets io.Copy read straight into the pipeline's buffers.
+// ReadFrom lets io.Copy read straight into the pipe's buffer.
 func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 	if w.ended {
 		return 0, errEnded
@@ -57,17 +55,19 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 	}
 	n, err := w.p.readFrom(r)
 	if err == nil {
-		err = w.p.werr()
+		err = w.p.writeErr()
 	}
-	if err != nil {
-		w.err = mapErr(err)
-	}
-	return n, w.err
+	w.err = err
+	return n, err
 }
 
 // Commit fsyncs the temp file, renames it to the key and fsyncs the
 // directory. On failure the temp file is removed and the writer ended. It
 // returns blob.ErrNoSpace, or the error of a failed Write or of ctx.
+//
+// The SHA-256 is stored in an xattr after the data fsync; the directory
+// fsync that follows the rename commits it with the rename on journalling
+// filesystems, and should it ever be lost Stat recomputes it.
 func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
 	if w.ended {
 		return blob.Info{}, errEnded
@@ -76,25 +76,32 @@ func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
 	tmp := w.f.Name()
 	defer func() {
 		if err != nil {
+			w.p.abort()
 			w.f.Close()
 			os.Remove(tmp)
 		}
 		w.s.releaseTemp(tmp)
 	}()
-	if err := w.p.finish(w.err != nil); err != nil {
-		return blob.Info{}, mapErr(err)
-	}
 	if w.err != nil {
 		return blob.Info{}, w.err
+	}
+	if err := w.p.endWrites(); err != nil {
+		return blob.Info{}, err
 	}
 	if err := ctx.Err(); err != nil {
 		return blob.Info{}, err
 	}
+	// fsync mostly waits on the device while the hasher catches up.
+	serr := w.f.Sync()
+	herr := w.p.waitHash()
+	if serr != nil {
+		return blob.Info{}, mapErr(serr)
+	}
+	if herr != nil {
+		return blob.Info{}, herr
+	}
 	sum := hex.EncodeToString(w.p.h.Sum(nil))
 	if err := setSum(tmp, sum); err != nil && !errors.Is(err, errNoXattr) {
-		return blob.Info{}, mapErr(err)
-	}
-	if err := w.f.Sync(); err != nil {
 		return blob.Info{}, mapErr(err)
 	}
 	fi, err := w.f.Stat()
@@ -124,7 +131,7 @@ func (w *writer) Abort() error {
 	w.ended = true
 	tmp := w.f.Name()
 	defer w.s.releaseTemp(tmp)
-	w.p.finish(true)
+	w.p.abort()
 	w.f.Close()
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
