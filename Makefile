@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 30m
 all: build
 
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/filegate
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/filegate
 
 run: build
 	./$(BIN) serve --data ./data
