@@ -1,0 +1,346 @@
+package tus
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tus/tusd/v2/pkg/handler"
+	"github.com/uptrace/bun"
+
+	"github.com/filegate/filegate/model"
+)
+
+// Locker serialises requests on one upload. Inside a process an entry in
+// a map does it; on PostgreSQL a lease row in upload_locks does it across
+// instances. The holder refreshes its rows every lease/3 (at most every
+// second); a holder that dies stops refreshing, and once the lease has run
+// out any instance takes the row over. On SQLite, which one process owns,
+// the map alone is the lock.
+//
+// A HEAD or DELETE that finds the upload locked asks the holder to let go
+// and waits (tusd's model: a resuming client's HEAD ends the PATCH its
+// dead connection left behind). The holder in this process hears it at
+// once, one in another process at its next refresh. A PATCH that finds the
+// upload locked does not wait: it gets 423 Locked, and the client retries.
+type Locker struct {
+	db      *bun.DB // nil on SQLite
+	lease   time.Duration
+	every   time.Duration
+	holder  string
+	log     *slog.Logger
+	mu      sync.Mutex
+	held    map[string]*lockEntry
+	running bool
+	stop    chan struct{}
+	done    chan struct{}
+	closed  bool
+}
+
+type lockEntry struct {
+	released chan struct{}
+	request  func() // asks the holding request to end
+	shared   bool   // holds a row in upload_locks
+	since    time.Time
+}
+
+// Lock modes.
+const (
+	lockTry       = iota // fail at once with 423 when held
+	lockWait             // wait for the holder to finish
+	lockInterrupt        // ask the holder to stop, then wait
+)
+
+// NewLocker returns a locker over db: lease rows on PostgreSQL, in-process
+// only on SQLite (or a nil db).
+func NewLocker(db *bun.DB, lease time.Duration, log *slog.Logger) *Locker {
+	if lease <= 0 {
+		lease = DefaultLockLease
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	l := &Locker{lease: lease, every: min(lease/3, time.Second), log: log, held: map[string]*lockEntry{}}
+	if db != nil && model.IsPostgres(db) {
+		l.db = db
+	}
+	host, _ := os.Hostname()
+	l.holder = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), model.NewID()[:12])
+	return l
+}
+
+// NewLock returns a lock on upload id; see handler.Locker.
+func (l *Locker) NewLock(id string) (handler.Lock, error) {
+	return &tusLock{l: l, id: id}, nil
+}
+
+type tusLock struct {
+	l  *Locker
+	id string
+}
+
+// Lock takes the lock in the mode the request calls for. It returns
+// handler.ErrFileLocked (423) when a PATCH finds it held and
+// handler.ErrLockTimeout when ctx ends first.
+func (k *tusLock) Lock(ctx context.Context, requestRelease func()) error {
+	mode := lockTry
+	shared := true
+	if rs := stateFrom(ctx); rs != nil {
+		if rs.interrupt {
+			mode = lockInterrupt
+		}
+		shared = rs.freshID != k.id
+	}
+	return k.l.lock(ctx, k.id, mode, shared, requestRelease)
+}
+
+// Unlock releases the lock.
+func (k *tusLock) Unlock() error { return k.l.unlock(k.id) }
+
+// acquire locks id for work the door does on its own (concatenation,
+// sweeping).
+func (l *Locker) acquire(ctx context.Context, id string, mode int, requestRelease func()) (handler.Lock, error) {
+	if requestRelease == nil {
+		requestRelease = func() {}
+	}
+	if err := l.lock(ctx, id, mode, true, requestRelease); err != nil {
+		return nil, err
+	}
+	return &tusLock{l: l, id: id}, nil
+}
+
+func (l *Locker) lock(ctx context.Context, id string, mode int, shared bool, requestRelease func()) error {
+	for {
+		l.mu.Lock()
+		e := l.held[id]
+		if e == nil {
+			e = &lockEntry{released: make(chan struct{}), request: requestRelease, since: time.Now()}
+			l.held[id] = e
+			l.mu.Unlock()
+			if !shared || l.db == nil {
+				return nil
+			}
+			err := l.lockShared(ctx, id, mode)
+			if err != nil {
+				l.mu.Lock()
+				delete(l.held, id)
+				l.mu.Unlock()
+				close(e.released)
+				return err
+			}
+			l.mu.Lock()
+			e.shared = true
+			l.startRefresher()
+			l.mu.Unlock()
+			return nil
+		}
+		l.mu.Unlock()
+		switch mode {
+		case lockTry:
+			return handler.ErrFileLocked
+		case lockInterrupt:
+			e.request()
+		}
+		select {
+		case <-ctx.Done():
+			return handler.ErrLockTimeout
+		case <-e.released:
+		}
+	}
+}
+
+// nowMS is the database's clock in Unix milliseconds, so that instances
+// with skewed clocks agree on when a lease ends.
+const nowMS = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
+
+// lockShared takes the lease row, waiting (and asking) as mode says.
+func (l *Locker) lockShared(ctx context.Context, id string, mode int) error {
+	asked := false
+	delay := 50 * time.Millisecond
+	for {
+		ok, err := l.tryRow(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return handler.ErrLockTimeout
+			}
+			return modelErr(fmt.Errorf("%w: upload lock: %v", model.ErrUnavailable, err))
+		}
+		if ok {
+			return nil
+		}
+		if mode == lockTry {
+			return handler.ErrFileLocked
+		}
+		if mode == lockInterrupt && !asked {
+			asked = true
+			if _, err := l.db.NewRaw("UPDATE upload_locks SET release_requested = TRUE WHERE id = ? AND holder <> ?",
+				id, l.holder).Exec(ctx); err != nil && ctx.Err() == nil {
+				l.log.Warn("tus: ask lock holder to release", "id", id, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return handler.ErrLockTimeout
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 500*time.Millisecond)
+	}
+}
+
+// tryRow inserts the lease row, or takes over one whose lease ran out or
+// that this process left behind (the in-process map says nobody here
+// holds it).
+func (l *Locker) tryRow(ctx context.Context, id string) (bool, error) {
+	var got string
+	err := l.db.NewRaw(`INSERT INTO upload_locks (id, holder, expires_ms, release_requested)
+VALUES (?, ?, `+nowMS+` + ?, FALSE)
+ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, expires_ms = EXCLUDED.expires_ms, release_requested = FALSE
+WHERE upload_locks.expires_ms < `+nowMS+` OR upload_locks.holder = EXCLUDED.holder
+RETURNING id`, id, l.holder, l.lease.Milliseconds()).Scan(ctx, &got)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (l *Locker) unlock(id string) error {
+	l.mu.Lock()
+	e := l.held[id]
+	l.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	var err error
+	if e.shared {
+		// The row goes before the map entry: the next holder in this
+		// process must not find our row and lose its own to our DELETE.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = l.db.NewRaw("DELETE FROM upload_locks WHERE id = ? AND holder = ?", id, l.holder).Exec(ctx)
+		cancel()
+		if err != nil {
+			// The lease runs out on its own.
+			l.log.Warn("tus: release upload lock", "id", id, "err", err)
+		}
+	}
+	l.mu.Lock()
+	delete(l.held, id)
+	l.mu.Unlock()
+	close(e.released)
+	return nil
+}
+
+// startRefresher starts the lease refresher once; l.mu is held.
+func (l *Locker) startRefresher() {
+	if l.running || l.closed {
+		return
+	}
+	l.running = true
+	l.stop, l.done = make(chan struct{}), make(chan struct{})
+	go l.refresh()
+}
+
+// refresh extends this process's leases, passes on release requests from
+// other instances, and ends requests whose lease it could not keep.
+func (l *Locker) refresh() {
+	defer close(l.done)
+	t := time.NewTicker(l.every)
+	defer t.Stop()
+	lastOK := time.Now()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		n := 0
+		for _, e := range l.held {
+			if e.shared {
+				n++
+			}
+		}
+		l.mu.Unlock()
+		if n == 0 {
+			lastOK = time.Now()
+			continue
+		}
+		started := time.Now()
+		type row struct {
+			ID               string `bun:"id"`
+			ReleaseRequested bool   `bun:"release_requested"`
+		}
+		var rows []row
+		ctx, cancel := context.WithTimeout(context.Background(), l.lease/2)
+		err := l.db.NewRaw("UPDATE upload_locks SET expires_ms = "+nowMS+" + ? WHERE holder = ? RETURNING id, release_requested",
+			l.lease.Milliseconds(), l.holder).Scan(ctx, &rows)
+		cancel()
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			l.log.Warn("tus: refresh upload locks", "err", err)
+			if time.Since(lastOK) > l.lease*2/3 {
+				// Our leases may run out before we can renew them; stop
+				// the requests rather than risk two writers.
+				l.requestAll(func(*lockEntry) bool { return true })
+			}
+			continue
+		}
+		lastOK = started
+		kept := make(map[string]bool, len(rows))
+		for _, r := range rows {
+			kept[r.ID] = !r.ReleaseRequested
+		}
+		l.mu.Lock()
+		var ask []func()
+		for id, e := range l.held {
+			if !e.shared {
+				continue
+			}
+			ok, found := kept[id]
+			if (found && !ok) || (!found && e.since.Before(started)) {
+				ask = append(ask, e.request)
+			}
+		}
+		l.mu.Unlock()
+		for _, f := range ask {
+			f()
+		}
+	}
+}
+
+func (l *Locker) requestAll(match func(*lockEntry) bool) {
+	l.mu.Lock()
+	var ask []func()
+	for _, e := range l.held {
+		if e.shared && match(e) {
+			ask = append(ask, e.request)
+		}
+	}
+	l.mu.Unlock()
+	for _, f := range ask {
+		f()
+	}
+}
+
+// Close stops the refresher and drops this process's lease rows. It
+// returns the database's error.
+func (l *Locker) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	running := l.running
+	l.mu.Unlock()
+	if running {
+		close(l.stop)
+		<-l.done
+	}
+	if l.db == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := l.db.NewRaw("DELETE FROM upload_locks WHERE holder = ?", l.holder).Exec(ctx)
+	return err
+}
