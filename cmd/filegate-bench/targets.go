@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// role says how a target's numbers are read: filegate is measured, peers
+// are what it must beat, limits are what nobody can beat.
+type role int
+
+const (
+	roleSubject role = iota
+	rolePeer
+	roleLimit
+)
+
+// capability is a door a target has.
+type capability uint8
+
+const (
+	capDAV  capability = 1 << iota // WebDAV (or WebDAV-shaped) writes and reads
+	capTus                         // tus 1.0.0 creation and PATCH
+	capDisk                        // the raw fsynced disk write, no server
+	capList                        // PROPFIND worth measuring
+)
+
+// targetSpec describes one column of the table.
+type targetSpec struct {
+	Name    string
+	Role    role
+	Caps    capability
+	DAVPath string // prefix of the WebDAV door, e.g. "/dav/"
+	TusPath string // tus creation URL path, e.g. "/uploads/"
+	// NA, when set, is why the target cannot run: its rows say so.
+	NA    string
+	start func(ctx context.Context, h *harness, dir, tag string) (*running, error)
+}
+
+// running is a target started for one workload.
+type running struct {
+	spec *targetSpec
+	ep   *endpoint
+	proc *proc // nil for the disk limit
+	dir  string
+	stop func()
+}
+
+// has reports whether the target has capability c.
+func (t *targetSpec) has(c capability) bool { return t.Caps&c != 0 }
+
+// targetSpecs lists every target in table order; those whose binary could
+// not be had carry NA.
+func (h *harness) targetSpecs() []*targetSpec {
+	fgNA := ""
+	if h.bins.filegate == "" {
+		fgNA = "n/a (door not built)"
+	}
+	pgNA := fgNA
+	if pgNA == "" && h.pgErr != nil {
+		pgNA = "n/a (no PostgreSQL: " + short(h.pgErr.Error(), 60) + ")"
+	}
+	specs := []*targetSpec{
+		{Name: "filegate/sqlite", Role: roleSubject, Caps: capDAV | capTus | capList, DAVPath: "/dav/", TusPath: "/uploads/", NA: fgNA, start: h.startFilegate(false)},
+		{Name: "filegate/pg", Role: roleSubject, Caps: capDAV | capTus | capList, DAVPath: "/dav/", TusPath: "/uploads/", NA: pgNA, start: h.startFilegate(true)},
+		{Name: "x/net", Role: rolePeer, Caps: capDAV | capList, DAVPath: "/", start: h.startXNet},
+		{Name: "rclone", Role: rolePeer, Caps: capDAV | capList, DAVPath: "/", NA: h.bins.rcloneNA, start: h.startRclone},
+		{Name: "tusd", Role: rolePeer, Caps: capTus, TusPath: "/files/", NA: h.bins.tusdNA, start: h.startTusd},
+		{Name: "limit", Role: roleLimit, Caps: capDAV | capTus, DAVPath: "/", TusPath: "/files/", start: h.startLimit},
+		{Name: "disk", Role: roleLimit, Caps: capDisk, start: h.startDisk},
+	}
+	var out []*targetSpec
+	for _, s := range specs {
+		if h.cfg.wantTarget(s.Name) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// serve starts a server process on a fresh port and waits until it answers.
+func (h *harness) serve(ctx context.Context, spec *targetSpec, dir, tag string, o spawnOpts, ready func(base string) (path string, ok func(int) bool), user, pass string, bin string, args func(addr string) []string) (*running, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	logPath := filepath.Join(h.logDir, safeName(spec.Name)+"-"+tag+".log")
+	p, err := h.sup.start(spec.Name, logPath, o, bin, args(addr)...)
+	if err != nil {
+		return nil, err
+	}
+	base := "http://" + addr
+	path, ok := ready(base)
+	if err := waitReady(ctx, p, base+path, user, pass, ok, 60*time.Second); err != nil {
+		h.sup.stop(p, syscall.SIGKILL, 0)
+		return nil, err
+	}
+	r := &running{spec: spec, proc: p, dir: dir,
+		ep: &endpoint{client: newClient(), base: base, user: user, pass: pass}}
+	r.stop = func() {
+		r.ep.client.CloseIdleConnections()
+		h.sup.stop(p, syscall.SIGTERM, 10*time.Second)
+	}
+	return r, nil
+}
+
+func anyAnswer(string) (string, func(int) bool) {
+	return "/", func(code int) bool { return code > 0 && code < 500 }
+}
+
+func (h *harness) startFilegate(pg bool) func(ctx context.Context, h *harness, dir, tag string) (*running, error) {
+	return func(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
+		args := []string{"serve", "--data", dir}
+		var dropDB func()
+		if pg {
+			name := "fgbench_" + strings.ReplaceAll(tag, "-", "_")
+			url, err := h.pg.newDatabase(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, "--database-url", url)
+			dropDB = func() { h.pg.dropDatabase(name) }
+		}
+		spec := h.spec("filegate/sqlite")
+		if pg {
+			spec = h.spec("filegate/pg")
+		}
+		o := spawnOpts{env: []string{"FILEGATE_ADMIN_PASSWORD=" + h.adminPass}, dir: dir}
+		r, err := h.serve(ctx, spec, dir, tag, o, func(string) (string, func(int) bool) {
+			return "/readyz", func(c int) bool { return c == 200 }
+		}, "admin", h.adminPass, h.bins.filegate, func(addr string) []string {
+			return append(args, "--listen", addr)
+		})
+		if err != nil {
+			if dropDB != nil {
+				dropDB()
+			}
+			return nil, err
+		}
+		if dropDB != nil {
+			stop := r.stop
+			r.stop = func() { stop(); dropDB() }
+		}
+		return r, nil
+	}
+}
+
+func (h *harness) startXNet(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
+	return h.serve(ctx, h.spec("x/net"), dir, tag, spawnOpts{dir: dir}, anyAnswer, "", "", h.bins.xnet,
+		func(addr string) []string { return []string{"-listen", addr, "-dir", dir} })
+}
+
+func (h *harness) startRclone(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
+	o := spawnOpts{dir: dir, env: []string{"RCLONE_CONFIG=" + filepath.Join(dir, "no-rclone.conf")}}
+	return h.serve(ctx, h.spec("rclone"), dir, tag, o, anyAnswer, "", "", h.bins.rclone,
+		func(addr string) []string { return []string{"serve", "webdav", "--addr", addr, dir} })
+}
+
+func (h *harness) startTusd(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
+	// -verbose=false: tusd logs every request by default and the harness
+	// measures storage, not log formatting.
+	return h.serve(ctx, h.spec("tusd"), dir, tag, spawnOpts{dir: dir}, func(string) (string, func(int) bool) {
+		return "/files/", func(c int) bool { return c > 0 && c < 500 }
+	}, "", "", h.bins.tusd, func(addr string) []string {
+		host, port, _ := strings.Cut(addr, ":")
+		return []string{"-host", host, "-port", port, "-upload-dir", dir, "-base-path", "/files/", "-verbose=false"}
+	})
+}
+
+func (h *harness) startLimit(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
+	return h.serve(ctx, h.spec("limit"), dir, tag, spawnOpts{dir: dir}, func(string) (string, func(int) bool) {
+		return "/ping", func(c int) bool { return c == 200 }
+	}, "", "", h.self, func(addr string) []string {
+		return []string{"serve-limit", "-listen", addr, "-ram", strconv.FormatInt(h.cfg.bigSize, 10)}
+	})
+}
+
+func (h *harness) startDisk(_ context.Context, _ *harness, dir, _ string) (*running, error) {
+	return &running{spec: h.spec("disk"), dir: dir, stop: func() {}}, nil
+}
+
+// spec finds a target by name among all known ones.
+func (h *harness) spec(name string) *targetSpec {
+	for _, s := range h.specs {
+		if s.Name == name {
+			return s
+		}
+	}
+	return &targetSpec{Name: name}
+}
+
+// safeName turns a target name into a file name part.
+func safeName(s string) string {
+	return strings.NewReplacer("/", "-", " ", "-").Replace(s)
+}
+
+// rcloneBinary finds rclone, or says why its column is n/a.
+func rcloneBinary() (path, na string) {
+	p, err := exec.LookPath("rclone")
+	if err != nil {
+		return "", "n/a (rclone not installed)"
+	}
+	return p, ""
+}
+
+// short cuts s to n runes with an ellipsis.
+func short(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
+}
+
+// freshDir makes an empty folder for one target and workload.
+func (h *harness) freshDir(name, tag string) (string, error) {
+	dir := filepath.Join(h.runDir, tag, safeName(name))
+	if err := os.RemoveAll(dir); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("make %s: %w", dir, err)
+	}
+	return dir, nil
+}
