@@ -1,0 +1,303 @@
+package model
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Audit decisions.
+const (
+	AuditAllow = "allow"
+	AuditDeny  = "deny"
+)
+
+// GenesisHash is the prev_hash of the first audit row.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// AuditEntry is one authorization decision. Seq, PrevHash and Hash are
+// assigned when it is appended. It never holds a credential: subjects are
+// "user:<name>", "token:<id>" (the id, not the secret) or "link:<key id>".
+type AuditEntry struct {
+	bun.BaseModel `bun:"table:audit"`
+
+	Seq       int64     `bun:"seq,pk"`
+	At        time.Time `bun:"at"`
+	Door      string    `bun:"door"`
+	Subject   string    `bun:"subject"`
+	Action    string    `bun:"action"`
+	Object    string    `bun:"object"`
+	NodeID    string    `bun:"node_id"`
+	Decision  string    `bun:"decision"`
+	Rule      string    `bun:"rule"`
+	Remote    string    `bun:"remote"`
+	RequestID string    `bun:"request_id"`
+	PrevHash  string    `bun:"prev_hash"`
+	Hash      string    `bun:"hash"`
+}
+
+// ComputeHash returns the chain hash of e given the previous row's hash:
+// SHA-256 over the previous hash and every field, each length-prefixed so
+// that no two different rows serialise alike. The time enters as Unix
+// microseconds, the precision both databases keep.
+func (e *AuditEntry) ComputeHash(prev string) string {
+	h := sha256.New()
+	field := func(s string) {
+		h.Write([]byte(strconv.Itoa(len(s))))
+		h.Write([]byte{':'})
+		h.Write([]byte(s))
+		h.Write([]byte{';'})
+	}
+	field(prev)
+	field(strconv.FormatInt(e.Seq, 10))
+	field(strconv.FormatInt(e.At.UnixMicro(), 10))
+	for _, s := range []string{e.Door, e.Subject, e.Action, e.Object, e.NodeID, e.Decision, e.Rule, e.Remote, e.RequestID} {
+		field(s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type auditHead struct {
+	bun.BaseModel `bun:"table:audit_head"`
+
+	ID   int64  `bun:"id,pk"`
+	Seq  int64  `bun:"seq"`
+	Hash string `bun:"hash"`
+}
+
+// AuditLog appends to and reads the hash-chained audit table. It has no
+// method that updates or deletes a row, and the database refuses both.
+//
+// Appends are group-committed: concurrent callers queue their entries,
+// one of them writes the whole queue in a single transaction that locks
+// the chain head, and each caller returns once its entry is durable.
+type AuditLog struct {
+	db  *bun.DB
+	now func() time.Time
+
+	mu       sync.Mutex
+	queue    []*pendingAudit
+	flushing bool
+}
+
+type pendingAudit struct {
+	e    *AuditEntry
+	done chan error
+}
+
+// maxAuditBatch bounds one transaction of group-committed appends.
+const maxAuditBatch = 256
+
+// NewAuditLog returns the audit log of a migrated database.
+func NewAuditLog(db *bun.DB) *AuditLog {
+	return &AuditLog{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+}
+
+// Append writes entries to the end of the chain and returns once they are
+// committed. The time is set when it is zero. It returns ErrInvalid for an
+// entry without subject, action, object or decision, and ErrUnavailable
+// when the database cannot be reached, in which case nothing of this call
+// was written.
+func (a *AuditLog) Append(ctx context.Context, entries ...AuditEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	waits := make([]chan error, 0, len(entries))
+	a.mu.Lock()
+	for i := range entries {
+		e := entries[i]
+		if e.Subject == "" || e.Action == "" || e.Object == "" || (e.Decision != AuditAllow && e.Decision != AuditDeny) {
+			a.mu.Unlock()
+			return fmt.Errorf("%w: audit entry needs subject, action, object and decision", ErrInvalid)
+		}
+		if e.At.IsZero() {
+			e.At = a.now()
+		}
+		e.At = e.At.UTC().Truncate(time.Microsecond)
+		p := &pendingAudit{e: &e, done: make(chan error, 1)}
+		a.queue = append(a.queue, p)
+		waits = append(waits, p.done)
+	}
+	if !a.flushing {
+		a.flushing = true
+		a.flushLocked(context.WithoutCancel(ctx))
+	}
+	a.mu.Unlock()
+	var first error
+	for _, w := range waits {
+		if err := <-w; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// flushLocked writes the queue in batches until it is empty. It is called
+// with a.mu held and returns with it held, releasing it while writing so
+// that more entries can queue up behind the running transaction.
+func (a *AuditLog) flushLocked(ctx context.Context) {
+	for len(a.queue) > 0 {
+		n := min(len(a.queue), maxAuditBatch)
+		batch := a.queue[:n:n]
+		a.queue = a.queue[n:]
+		a.mu.Unlock()
+		err := a.write(ctx, batch)
+		for _, p := range batch {
+			p.done <- err
+		}
+		a.mu.Lock()
+	}
+	a.flushing = false
+}
+
+func (a *AuditLog) write(ctx context.Context, batch []*pendingAudit) error {
+	rows := make([]*AuditEntry, len(batch))
+	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		head := new(auditHead)
+		q := tx.NewSelect().Model(head).Where("id = 1")
+		if IsPostgres(tx) {
+			q = q.For("UPDATE")
+		}
+		if err := q.Scan(ctx); err != nil {
+			return err
+		}
+		for i, p := range batch {
+			e := *p.e
+			e.Seq = head.Seq + 1
+			e.PrevHash = head.Hash
+			e.Hash = e.ComputeHash(e.PrevHash)
+			head.Seq, head.Hash = e.Seq, e.Hash
+			rows[i] = &e
+		}
+		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+			return err
+		}
+		_, err := tx.NewUpdate().Model(head).Column("seq", "hash").WherePK().Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return dbErr(err)
+	}
+	for i, p := range batch {
+		*p.e = *rows[i]
+	}
+	return nil
+}
+
+// AuditReport is the outcome of Verify.
+type AuditReport struct {
+	// Rows is how many rows were checked.
+	Rows int64
+	// HeadSeq and HeadHash are the chain head: keep HeadHash somewhere
+	// else (a ticket, a log shipper) to detect a rewrite of the whole tail.
+	HeadSeq  int64
+	HeadHash string
+	// OK is true when every row and the head agree.
+	OK bool
+	// BadSeq is the first row that does not fit the chain (0 when OK or
+	// when only the head disagrees), and Problem says how.
+	BadSeq  int64
+	Problem string
+}
+
+// Verify recomputes the whole chain, streaming the rows in order, and
+// reports the first row whose hash, link to its predecessor or sequence
+// number is wrong, or a head that does not match the last row. It returns
+// an error only when the database cannot be read.
+func (a *AuditLog) Verify(ctx context.Context) (AuditReport, error) {
+	var rep AuditReport
+	head := new(auditHead)
+	if err := a.db.NewSelect().Model(head).Where("id = 1").Scan(ctx); err != nil {
+		return rep, dbErr(err)
+	}
+	rep.HeadSeq, rep.HeadHash = head.Seq, head.Hash
+	prevSeq, prevHash := int64(0), GenesisHash
+	fail := func(seq int64, problem string) (AuditReport, error) {
+		rep.BadSeq, rep.Problem = seq, problem
+		return rep, nil
+	}
+	for {
+		var rows []*AuditEntry
+		err := a.db.NewSelect().Model(&rows).Where("seq > ?", prevSeq).Order("seq").Limit(1000).Scan(ctx)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return rep, dbErr(err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, e := range rows {
+			switch {
+			case e.Seq != prevSeq+1:
+				return fail(prevSeq+1, fmt.Sprintf("row %d is missing", prevSeq+1))
+			case e.PrevHash != prevHash:
+				return fail(e.Seq, "its link to the previous row is broken")
+			case e.ComputeHash(prevHash) != e.Hash:
+				return fail(e.Seq, "its content does not match its hash")
+			}
+			rep.Rows++
+			prevSeq, prevHash = e.Seq, e.Hash
+		}
+	}
+	if prevSeq != head.Seq || prevHash != head.Hash {
+		rep.Problem = fmt.Sprintf("the chain ends at row %d but the head says %d: rows were removed or added", prevSeq, head.Seq)
+		return rep, nil
+	}
+	rep.OK = true
+	return rep, nil
+}
+
+// AuditFilter selects audit rows; empty fields match everything.
+type AuditFilter struct {
+	Subject   string
+	Action    string
+	Decision  string
+	NodeID    string
+	Door      string
+	RequestID string
+	Since     time.Time
+	Until     time.Time
+	// Before returns rows older than this seq (a cursor for paging
+	// backwards from the newest row); zero means from the newest.
+	Before int64
+	// Limit caps the result; zero means 100, and at most 1000 are
+	// returned.
+	Limit int
+}
+
+// Query returns the rows that pass f, newest first.
+func (a *AuditLog) Query(ctx context.Context, f AuditFilter) ([]*AuditEntry, error) {
+	var rows []*AuditEntry
+	q := a.db.NewSelect().Model(&rows).Order("seq DESC")
+	for col, v := range map[string]string{"subject": f.Subject, "action": f.Action, "decision": f.Decision,
+		"node_id": f.NodeID, "door": f.Door, "request_id": f.RequestID} {
+		if v != "" {
+			q = q.Where("? = ?", bun.Ident(col), v)
+		}
+	}
+	if !f.Since.IsZero() {
+		q = q.Where("at >= ?", f.Since.UTC())
+	}
+	if !f.Until.IsZero() {
+		q = q.Where("at < ?", f.Until.UTC())
+	}
+	if f.Before > 0 {
+		q = q.Where("seq < ?", f.Before)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q = q.Limit(int64(min(limit, 1000)))
+	if err := q.Scan(ctx); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, dbErr(err)
+	}
+	return rows, nil
+}
