@@ -269,7 +269,9 @@ func (a *Authorizer) ApplyTx(ctx context.Context, db bun.IDB, ch Change) (commit
 	if err != nil {
 		return nil, err
 	}
-	add := ch.Add
+	// Keep copies: the change is replayed later and the caller may reuse
+	// its slices.
+	removed, add := cloneLines(removed), cloneLines(ch.Add)
 	return func() { a.applyLocal(rev, removed, add) }, nil
 }
 
@@ -360,6 +362,14 @@ func (a *Authorizer) load(ctx context.Context) (*state, error) {
 		a.log.Warn("policy: skipped stored rules that do not fit the model", "count", skipped)
 	}
 	return st, nil
+}
+
+func cloneLines(lines [][]string) [][]string {
+	out := make([][]string, len(lines))
+	for i, l := range lines {
+		out[i] = slices.Clone(l)
+	}
+	return out
 }
 
 // applyLines applies validated removals then additions to st.

@@ -164,28 +164,23 @@ func tuples(lines [][]string) (string, []any, error) {
 // nothing of the bad statement) for a malformed line; run it in a
 // transaction to make a multi-statement insert atomic.
 func Insert(ctx context.Context, db bun.IDB, lines [][]string) (int64, error) {
-	var total int64
-	for start := 0; start < len(lines); start += chunk {
-		end := min(start+chunk, len(lines))
-		values, args, err := tuples(lines[start:end])
-		if err != nil {
-			return total, err
-		}
-		res, err := db.NewRaw("INSERT INTO casbin_rule ("+columns+") VALUES "+values+
-			" ON CONFLICT DO NOTHING", args...).Exec(ctx)
-		if err != nil {
-			return total, fmt.Errorf("insert policy lines: %w", err)
-		}
-		n, _ := res.RowsAffected()
-		total += n
-	}
-	return total, nil
+	return inChunks(ctx, db, lines, "insert", func(values string) string {
+		return "INSERT INTO casbin_rule (" + columns + ") VALUES " + values + " ON CONFLICT DO NOTHING"
+	})
 }
 
 // Delete removes the given lines, matching every column exactly, and
 // returns how many rows it removed. Lines that are not stored are skipped.
 // It returns ErrBadLine for a malformed line.
 func Delete(ctx context.Context, db bun.IDB, lines [][]string) (int64, error) {
+	return inChunks(ctx, db, lines, "delete", func(values string) string {
+		return "DELETE FROM casbin_rule WHERE (" + columns + ") IN (VALUES " + values + ")"
+	})
+}
+
+// inChunks runs the statement built around a VALUES list for each chunk of
+// lines and adds up the rows affected.
+func inChunks(ctx context.Context, db bun.IDB, lines [][]string, verb string, stmt func(values string) string) (int64, error) {
 	var total int64
 	for start := 0; start < len(lines); start += chunk {
 		end := min(start+chunk, len(lines))
@@ -193,10 +188,9 @@ func Delete(ctx context.Context, db bun.IDB, lines [][]string) (int64, error) {
 		if err != nil {
 			return total, err
 		}
-		res, err := db.NewRaw("DELETE FROM casbin_rule WHERE ("+columns+") IN (VALUES "+values+")",
-			args...).Exec(ctx)
+		res, err := db.NewRaw(stmt(values), args...).Exec(ctx)
 		if err != nil {
-			return total, fmt.Errorf("delete policy lines: %w", err)
+			return total, fmt.Errorf("%s policy lines: %w", verb, err)
 		}
 		n, _ := res.RowsAffected()
 		total += n
