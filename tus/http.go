@@ -46,6 +46,10 @@ type reqState struct {
 	// freshID is the upload this request created without a row yet; its
 	// lock needs no database (nobody else knows the id).
 	freshID string
+	// created is the upload this request created and stored; an error
+	// answer still carries its Location, so the client can resume it.
+	created string
+	base    string
 }
 
 type reqStateKey struct{}
@@ -63,7 +67,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sendError(w, r, http.StatusUnauthorized, "ERR_UNAUTHORIZED", "authentication is required")
 		return
 	}
-	rs := &reqState{caller: c, method: r.Method, contentLength: r.ContentLength}
+	rs := &reqState{caller: c, method: r.Method, contentLength: r.ContentLength, base: h.uploadBase(r)}
 	if o := r.Header.Get("X-HTTP-Method-Override"); r.Method == http.MethodPost && o != "" {
 		rs.method = strings.ToUpper(o)
 	}
@@ -116,6 +120,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := &respWriter{ResponseWriter: w, rs: rs, options: rs.method == http.MethodOptions}
 	h.tusd.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), reqStateKey{}, rs)))
+}
+
+// uploadBase is the absolute URL upload ids are appended to, built as
+// tusd builds its Location headers.
+func (h *Handler) uploadBase(r *http.Request) string {
+	if strings.Contains(h.cfg.BasePath, "://") {
+		return h.cfg.BasePath
+	}
+	proto, host := "http", r.Host
+	if r.TLS != nil {
+		proto = "https"
+	}
+	if h.cfg.RespectForwardedHeaders {
+		if v := r.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+		if v := r.Header.Get("X-Forwarded-Proto"); v == "http" || v == "https" {
+			proto = v
+		}
+	}
+	return proto + "://" + host + h.cfg.BasePath
 }
 
 // validID accepts the ids dataStore makes: 32 lowercase hex digits.
@@ -247,6 +272,9 @@ func (w *respWriter) WriteHeader(code int) {
 		}
 		if !w.rs.expires.IsZero() && code < 300 {
 			hd.Set("Upload-Expires", w.rs.expires.UTC().Format(http.TimeFormat))
+		}
+		if w.rs.created != "" && hd.Get("Location") == "" {
+			hd.Set("Location", w.rs.base+w.rs.created)
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

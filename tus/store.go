@@ -166,6 +166,7 @@ func (d *dataStore) NewUpload(ctx context.Context, info handler.FileInfo) (handl
 		}
 		return nil, modelErr(err)
 	}
+	rs.created = s.ID
 	return u, nil
 }
 
@@ -382,6 +383,7 @@ func (u *upload) writeFresh(ctx context.Context, rs *reqState, src io.Reader) (i
 	if err := u.h.insertSession(ctx, u.s); err != nil {
 		return 0, modelErr(err)
 	}
+	rs.created = u.s.ID
 	if aerr != nil || n == 0 {
 		return 0, aerr
 	}

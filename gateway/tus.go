@@ -1,0 +1,65 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/tus"
+)
+
+// TusPrefix is where the tus door is mounted.
+const TusPrefix = "/uploads/"
+
+// MountTus builds the tus door over the server's store, mounts it at
+// TusPrefix behind authentication, and sweeps expired uploads until ctx
+// ends. cfg.BasePath defaults to TusPrefix and cfg.MaxSize to the server's
+// MaxUploadBytes; cfg.Log to the server's logger. The caller closes the
+// returned door when the server has stopped (it releases the door's upload
+// locks). It returns the error of tus.New.
+func (s *Server) MountTus(ctx context.Context, cfg tus.Config) (*tus.Handler, error) {
+	if cfg.BasePath == "" {
+		cfg.BasePath = TusPrefix
+	}
+	if cfg.MaxSize == 0 {
+		cfg.MaxSize = s.cfg.MaxUploadBytes
+	}
+	if cfg.Log == nil {
+		cfg.Log = s.log
+	}
+	door, err := tus.New(cfg, s.store, tusAuthz{s})
+	if err != nil {
+		return nil, err
+	}
+	s.Handle(TusPrefix, s.tusHandler(door))
+	go door.Run(ctx)
+	return door, nil
+}
+
+// tusHandler passes the principal to the door. Uploads belong to a
+// subject, so anonymous callers are challenged before anything else.
+func (s *Server) tusHandler(door *tus.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := PrincipalFrom(r.Context())
+		if p.IsAnonymous() {
+			if r.Method != http.MethodOptions {
+				challenge(w)
+				return
+			}
+			door.ServeHTTP(w, r)
+			return
+		}
+		c := tus.Caller{Subject: p.Subject, UserID: p.ActorID()}
+		if p.User != nil {
+			c.QuotaBytes = p.User.QuotaBytes
+		}
+		door.ServeHTTP(w, r.WithContext(tus.WithCaller(r.Context(), c)))
+	})
+}
+
+// tusAuthz asks the server's authorizer for write on the target folder.
+type tusAuthz struct{ s *Server }
+
+func (a tusAuthz) MayWrite(ctx context.Context, c tus.Caller, folder *model.Node) bool {
+	return a.s.authz.Decide(ctx, c.Subject, "write", folder.Lineage).Allowed
+}
