@@ -10,10 +10,10 @@ import (
 )
 
 const (
-	// bufSize is the write size: big enough that syscalls cost nothing,
-	// small enough that thousands of concurrent uploads fit in memory (a
-	// pipe holds two buffers).
-	bufSize = 1 << 20
+	// bufSize is the write (and hash read) size: big enough that syscalls
+	// cost next to nothing, small enough that thousands of concurrent
+	// uploads fit in memory (a pipe holds two buffers).
+	bufSize = 256 << 10
 	// writebackEvery asks the kernel to start writing dirty pages to disk
 	// after that many bytes, so that less is left for the commit's fsync.
 	writebackEvery = 16 << 20
@@ -63,9 +63,6 @@ func (p *pipe) writeErr() error {
 	defer p.mu.Unlock()
 	return p.werr
 }
-
-// Written returns how many bytes reached the file.
-func (p *pipe) Written() int64 { return p.flushed }
 
 // flush writes the buffer to the file.
 func (p *pipe) flush() error {
