@@ -14,8 +14,8 @@ import (
 // worst within one poll. Database errors are logged and retried at the
 // next poll; decisions keep using the last good policy meanwhile.
 func (a *Authorizer) Run(ctx context.Context) error {
-	if isPG(a.db) {
-		go a.listen(ctx)
+	if _, ok := a.db.Driver().(pgdriver.Driver); ok {
+		go a.listen(ctx) // only pgdriver connections can LISTEN here
 	}
 	t := time.NewTicker(a.poll)
 	defer t.Stop()
