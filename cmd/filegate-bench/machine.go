@@ -78,6 +78,19 @@ func mountOf(dir string) string {
 	return out
 }
 
+// loadAvg is the first three fields of /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 // firstLine runs a command and returns the first line it prints.
 func firstLine(dir, name string, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -93,8 +106,9 @@ func firstLine(dir, name string, args ...string) string {
 }
 
 // document is the whole markdown report.
-func (h *harness) document(started time.Time, specs []*targetSpec) string {
+func (h *harness) document(started time.Time, all []*targetSpec) string {
 	m := readMachine(h.runDir)
+	specs := h.rec.usedTargets(all)
 	var b strings.Builder
 	mode := "full"
 	switch {
@@ -104,12 +118,13 @@ func (h *harness) document(started time.Time, specs []*targetSpec) string {
 		mode = "short (cut sizes)"
 	}
 	fmt.Fprintf(&b, "# filegate benchmark\n\n")
-	fmt.Fprintf(&b, "Run %s, %s, %s. Mode: %s; %d rounds for large workloads, %d for small ones.\n\n",
+	fmt.Fprintf(&b, "Run %s, %s, %s. Mode: %s; rounds: %d for large workloads, %d for small ones.\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), "took "+time.Since(started).Round(time.Second).String(),
 		"`go run ./cmd/filegate-bench "+strings.Join(h.args, " ")+"`", mode, h.cfg.roundsLarge, h.cfg.roundsSmall)
 	b.WriteString("## Machine\n\n")
 	fmt.Fprintf(&b, "- CPU: %s, %d cores; memory %.1f GiB; kernel %s\n", m.CPU, m.Cores, m.MemGiB, m.Kernel)
 	fmt.Fprintf(&b, "- Disk under test: %s\n", m.Disk)
+	fmt.Fprintf(&b, "- Load average (1, 5, 15 min) at start: %s; at end: %s (the machine is shared: above %d the numbers are noisy)\n", h.loadStart, loadAvg(), m.Cores)
 	fmt.Fprintf(&b, "- Go: %s", m.Go)
 	var mods []string
 	for _, mod := range []string{"golang.org/x/net", "github.com/tus/tusd/v2", "github.com/uptrace/bun", "github.com/casbin/casbin/v2"} {
@@ -138,10 +153,13 @@ func (h *harness) document(started time.Time, specs []*targetSpec) string {
 	b.WriteString("\n## Ratios\n\nEach target's median divided by the best peer's, then by the binding limit's (for ↑ rows the lowest ceiling, for ↓ rows the highest floor). On ↑ rows above 1 is better; on ↓ rows below 1 is better.\n\n")
 	b.WriteString(h.rec.ratioTable(specs))
 	b.WriteString("\n## Authorization decision\n\n`go test -run '^$' -bench Decide -benchmem ./policy/`")
-	if t := h.rec.benchTable(); t != "" {
+	switch t := h.rec.benchTable(); {
+	case t != "":
 		b.WriteString(":\n\n" + t)
-	} else {
+	case h.policyNA != "":
 		b.WriteString(": " + h.policyNA + "\n")
+	default:
+		b.WriteString(": not run (-workloads)\n")
 	}
 	b.WriteString("\n## Method\n\n")
 	b.WriteString(methodText)

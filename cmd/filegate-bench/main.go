@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -146,6 +147,7 @@ type harness struct {
 	specs                         []*targetSpec
 	rec                           *recorder
 	stderr                        io.Writer
+	loadStart                     string
 	harnessErrs                   []string
 }
 
@@ -186,11 +188,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	h := &harness{cfg: cfg, args: args, sup: newSupervisor(), stderr: stderr}
+	h := &harness{cfg: cfg, args: args, sup: newSupervisor(), stderr: stderr, loadStart: loadAvg()}
 	defer h.sup.killAll()
 	if err := h.setup(); err != nil {
 		h.logf("%v", err)
 		return 1
+	}
+	if !cfg.keep {
+		defer os.RemoveAll(h.runDir)
 	}
 	jsonl, err := os.Create(cfg.out + ".jsonl.tmp")
 	if err != nil {
@@ -257,8 +262,17 @@ func (h *harness) setup() error {
 	}
 	c.out = strings.TrimSuffix(c.out, ".md")
 	h.workDir = c.workDir
-	h.runDir = filepath.Join(c.workDir, "run")
-	h.logDir = filepath.Join(c.workDir, "logs")
+	// One folder per run, so a smoke check during a long run does not
+	// clobber it; folders of runs that died are removed here.
+	removeStaleRuns(filepath.Join(c.workDir, "run"))
+	h.runDir = filepath.Join(c.workDir, "run", strconv.Itoa(os.Getpid()))
+	mode := "full"
+	if c.smoke {
+		mode = "smoke"
+	} else if c.short {
+		mode = "short"
+	}
+	h.logDir = filepath.Join(c.workDir, "logs", mode)
 	for _, d := range []string{h.runDir, h.logDir, filepath.Dir(c.out)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
@@ -271,6 +285,17 @@ func (h *harness) setup() error {
 	rand.Read(pw)
 	h.adminPass = hex.EncodeToString(pw)
 	return nil
+}
+
+// removeStaleRuns deletes run folders whose process is gone.
+func removeStaleRuns(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // harnessOwned targets are part of the harness: their failure is a broken

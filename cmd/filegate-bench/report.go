@@ -200,6 +200,21 @@ func (r *recorder) best(m metricDef, specs []*targetSpec, ro role) (float64, str
 	return bv, bn, found
 }
 
+// usedTargets keeps the targets that have any cell, so a run limited by
+// -workloads shows no empty columns.
+func (r *recorder) usedTargets(specs []*targetSpec) []*targetSpec {
+	var out []*targetSpec
+	for _, s := range specs {
+		for k := range r.cells {
+			if k.target == s.Name {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
+}
+
 func escapeCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 // resultsTable is the main table: one row per metric, one column per
