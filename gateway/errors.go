@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/policy"
 )
 
 // statusOf is the one table from sentinel errors to HTTP status and error
@@ -22,6 +23,7 @@ var statusOf = []struct {
 	{model.ErrExists, http.StatusConflict, "exists", "A resource with that name already exists."},
 	{model.ErrConflict, http.StatusConflict, "conflict", "The request conflicts with the current state."},
 	{model.ErrInvalid, http.StatusBadRequest, "invalid", "The request is malformed."},
+	{policy.ErrInvalid, http.StatusBadRequest, "invalid_rule", "A policy rule is malformed."},
 	{model.ErrNotEmpty, http.StatusConflict, "not_empty", "The folder is not empty."},
 	{model.ErrPrecondition, http.StatusPreconditionFailed, "precondition_failed", "A precondition did not hold."},
 	{model.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; retry later."},
