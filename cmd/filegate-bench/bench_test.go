@@ -200,14 +200,21 @@ func TestTablesRatiosAndCompare(t *testing.T) {
 		return false, false
 	}
 	cmp := compareTables(oldDoc, newDoc, higher)
-	if !strings.Contains(cmp, "| PUT 1 GiB, MB/s | filegate/sqlite | 110 | 121 | +10.0% better |") {
-		t.Errorf("compare:\n%s", cmp)
+	if !strings.Contains(cmp, "| PUT 1 GiB, MB/s | filegate/sqlite | 110 | 121 | +10.0% (within the rounds' spread) |") {
+		t.Errorf("compare of overlapping ranges:\n%s", cmp)
+	}
+	faster := compareTables(oldDoc, "# new\n\n"+build(1.5, nil).resultsTable(specs), higher)
+	if !strings.Contains(faster, "| PUT 1 GiB, MB/s | filegate/sqlite | 110 | 165 | +50.0% better |") {
+		t.Errorf("compare:\n%s", faster)
 	}
 	if strings.Contains(cmp, "| x/net | 200 | 200 | +0.0% better") || !strings.Contains(cmp, "| x/net | 200 | 200 | +0.0% |") {
 		t.Errorf("an unchanged cell must get no verdict:\n%s", cmp)
 	}
 	if strings.Contains(cmp, "disk | n/a") {
 		t.Errorf("n/a cells must not be compared:\n%s", cmp)
+	}
+	if !rangesOverlap("110 (100–120)", "121 (110–132)") || rangesOverlap("110 (100–120)", "130 (125–140)") || rangesOverlap("5", "5") {
+		t.Error("rangesOverlap is wrong")
 	}
 	if got := compareTables("nothing here", newDoc, higher); !strings.HasPrefix(got, "No cell") {
 		t.Errorf("compare with no old table: %q", got)

@@ -35,46 +35,49 @@ type genBody struct {
 	n, off int64
 	seed   uint64
 	buf    []byte
+	bufOff int64 // offset the chunk in buf was stamped for; -1 for none
 }
 
-func newBody(n int64, seed uint64) *genBody { return &genBody{n: n, seed: seed} }
+func newBody(n int64, seed uint64) *genBody { return &genBody{n: n, seed: seed, bufOff: -1} }
 
-// fill stamps the chunk starting at off into g.buf and returns it.
+// fill stamps the chunk starting at off into g.buf and returns it, reusing
+// it when it is already that chunk (the transport reads in 32 KiB pieces).
 func (g *genBody) fill(off int64) []byte {
-	g.alloc()
+	if g.buf == nil {
+		g.buf = make([]byte, min(int64(bufSize), max(g.n, 1)))
+	}
+	if g.bufOff == off {
+		return g.buf
+	}
 	copy(g.buf, pattern)
 	for i := 0; i+16 <= len(g.buf); i += 4096 {
 		binary.LittleEndian.PutUint64(g.buf[i:], uint64(off)+uint64(i))
 		binary.LittleEndian.PutUint64(g.buf[i+8:], g.seed)
 	}
+	g.bufOff = off
 	return g.buf
-}
-
-func (g *genBody) alloc() {
-	if g.buf == nil {
-		g.buf = make([]byte, min(int64(bufSize), max(g.n, 1)))
-	}
 }
 
 func (g *genBody) Read(p []byte) (int, error) {
 	if g.off >= g.n {
 		return 0, io.EOF
 	}
-	g.alloc()
-	chunk := g.fill(g.off - g.off%int64(len(g.buf)))
-	start := int(g.off % int64(len(g.buf)))
-	n := copy(p, chunk[start:min(int64(len(chunk)), int64(start)+g.n-g.off)])
+	size := int64(min(bufSize, max(g.n, 1)))
+	start := g.off % size
+	chunk := g.fill(g.off - start)
+	n := copy(p, chunk[start:min(size, start+g.n-g.off)])
 	g.off += int64(n)
 	return n, nil
 }
 
-// WriteTo lets the transport and os.File take whole 256 KiB chunks.
+// WriteTo lets os.File take whole 256 KiB chunks.
 func (g *genBody) WriteTo(w io.Writer) (int64, error) {
 	var total int64
+	size := int64(min(bufSize, max(g.n, 1)))
 	for g.off < g.n {
-		chunk := g.fill(g.off)
-		chunk = chunk[:min(int64(len(chunk)), g.n-g.off)]
-		n, err := w.Write(chunk)
+		start := g.off % size
+		chunk := g.fill(g.off - start)
+		n, err := w.Write(chunk[start:min(size, start+g.n-g.off)])
 		g.off += int64(n)
 		total += int64(n)
 		if err != nil {
@@ -186,10 +189,15 @@ func (e *endpoint) do(ctx context.Context, r request) (response, error) {
 	if sink == nil {
 		sink = io.Discard
 	}
-	buf := make([]byte, bufSize)
-	out.read, err = io.CopyBuffer(onlyWriter{sink}, resp.Body, buf)
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	out.read, err = io.CopyBuffer(onlyWriter{sink}, resp.Body, *bp)
 	return out, err
 }
+
+// copyBufs are the 256 KiB buffers responses are read with, pooled so
+// small GETs do not allocate one each.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // onlyWriter hides ReaderFrom so io.CopyBuffer uses our 256 KiB buffer
 // instead of io.Discard's 8 KiB one.

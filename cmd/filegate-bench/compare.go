@@ -120,6 +120,9 @@ func compareTables(oldMD, newMD string, higher func(row string) (bool, bool)) st
 				if nt.Kind == "benchmark" && math.Abs(change) >= 5 {
 					verdict = map[bool]string{true: " worse", false: " better"}[change > 0]
 				}
+				if verdict != "" && rangesOverlap(nt.Rows[row][col], orow[col]) {
+					verdict = " (within the rounds' spread)"
+				}
 				fmt.Fprintf(&b, "| %s | %s | %s | %s | %+.1f%%%s |\n", escapeCell(row), escapeCell(col), fmtNum(ov), fmtNum(nv), change, verdict)
 				n++
 			}
@@ -128,5 +131,28 @@ func compareTables(oldMD, newMD string, higher func(row string) (bool, bool)) st
 	if n == 0 {
 		return "No cell of this run has a number in the earlier report (different sizes or targets?).\n"
 	}
-	return b.String() + "\nChanges under 5% get no verdict: the machine is shared and noisy.\n"
+	return b.String() + "\nChanges under 5% get no verdict, nor do those whose min–max ranges overlap: the machine is shared and noisy.\n"
+}
+
+// rangesOverlap reports whether two cells like "477 (470–490)" have
+// overlapping min–max ranges; cells without a range never overlap.
+func rangesOverlap(a, b string) bool {
+	lo1, hi1, ok1 := cellRange(a)
+	lo2, hi2, ok2 := cellRange(b)
+	return ok1 && ok2 && lo1 <= hi2 && lo2 <= hi1
+}
+
+func cellRange(s string) (lo, hi float64, ok bool) {
+	_, rest, found := strings.Cut(s, "(")
+	if !found {
+		return 0, 0, false
+	}
+	rest, _, _ = strings.Cut(rest, ")")
+	a, b, found := strings.Cut(rest, "–")
+	if !found {
+		return 0, 0, false
+	}
+	lo, ok1 := leadingNumber(a)
+	hi, ok2 := leadingNumber(b)
+	return lo, hi, ok1 && ok2
 }
