@@ -1,0 +1,496 @@
+package davfs
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/net/webdav"
+
+	"github.com/filegate/filegate/model"
+)
+
+// entry is what a listing needs of a node: a narrow row, so that scanning
+// 20,000 children stays cheap.
+type entry struct {
+	ID        string    `bun:"id"`
+	Name      string    `bun:"name"`
+	IsDir     bool      `bun:"is_dir"`
+	Size      int64     `bun:"size"`
+	MimeType  string    `bun:"mime_type"`
+	ETag      string    `bun:"etag"`
+	ModTime   time.Time `bun:"mod_time"`
+	CreatedAt time.Time `bun:"created_at"`
+}
+
+func entryOf(n *model.Node) entry {
+	return entry{ID: n.ID, Name: n.Name, IsDir: n.IsDir, Size: n.Size, MimeType: n.MimeType, ETag: n.ETag,
+		ModTime: n.ModTime, CreatedAt: n.CreatedAt}
+}
+
+// children lists a folder's live children with one query over the
+// (parent_id, name) index, reading only the columns a listing shows.
+func (f *FS) children(ctx context.Context, parentID string) ([]entry, error) {
+	var out []entry
+	err := f.db.NewSelect().TableExpr("nodes AS n").
+		ColumnExpr("n.id, n.name, n.is_dir, n.size, n.mime_type, n.etag, n.mod_time, n.created_at").
+		Where("n.parent_id = ?", parentID).Where("n.archived_at IS NULL").Where("n.status = ?", model.StatusCompleted).
+		OrderExpr("n.name").Scan(ctx, &out)
+	return out, storeErr(err)
+}
+
+// usedBytes sums the sizes of the live files below a folder, for RFC 4331
+// quota-used-bytes.
+func (f *FS) usedBytes(ctx context.Context, lineage string) (int64, error) {
+	var sum int64
+	err := f.db.NewSelect().TableExpr("nodes").ColumnExpr("COALESCE(SUM(size), 0)").
+		Where("lineage > ? AND lineage < ?", lineage+"/", lineage+"0").
+		Where("archived_at IS NULL").Where("is_dir = ?", false).Scan(ctx, &sum)
+	return sum, storeErr(err)
+}
+
+// Property names the Handler computes (live properties).
+var (
+	pResourceType  = xml.Name{Space: nsDAV, Local: "resourcetype"}
+	pCreationDate  = xml.Name{Space: nsDAV, Local: "creationdate"}
+	pDisplayName   = xml.Name{Space: nsDAV, Local: "displayname"}
+	pContentLength = xml.Name{Space: nsDAV, Local: "getcontentlength"}
+	pContentType   = xml.Name{Space: nsDAV, Local: "getcontenttype"}
+	pETag          = xml.Name{Space: nsDAV, Local: "getetag"}
+	pLastModified  = xml.Name{Space: nsDAV, Local: "getlastmodified"}
+	pLockDiscovery = xml.Name{Space: nsDAV, Local: "lockdiscovery"}
+	pSupportedLock = xml.Name{Space: nsDAV, Local: "supportedlock"}
+	pQuotaAvail    = xml.Name{Space: nsDAV, Local: "quota-available-bytes"}
+	pQuotaUsed     = xml.Name{Space: nsDAV, Local: "quota-used-bytes"}
+	pWin32Modified = xml.Name{Space: "urn:schemas-microsoft-com:", Local: "Win32LastModifiedTime"}
+)
+
+// allLive is the order live properties appear in for allprop and
+// propname; the quota properties only appear when named (RFC 4331).
+var allLive = []xml.Name{pResourceType, pCreationDate, pDisplayName, pContentLength, pContentType,
+	pETag, pLastModified, pLockDiscovery, pSupportedLock}
+
+// isLive reports whether the server computes the property, so PROPPATCH
+// may not store it.
+func isLive(n xml.Name) bool {
+	if n == pQuotaAvail || n == pQuotaUsed {
+		return true
+	}
+	for _, l := range allLive {
+		if l == n {
+			return true
+		}
+	}
+	return false
+}
+
+const supportedLockXML = "<D:supportedlock>" +
+	"<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>" +
+	"<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>" +
+	"</D:supportedlock>"
+
+// listing is the state shared by the responses of one PROPFIND.
+type listing struct {
+	h      *Handler
+	q      *request
+	m      *msWriter
+	req    propfindReq
+	locks  []Lock
+	quota  *int64 // available bytes, when known
+	failed error
+}
+
+// propfind answers PROPFIND with Depth 0 or 1 from metadata alone: the
+// target, its children (one query), their dead properties (one query) and
+// the locks around them (one query). Depth infinity on a folder is refused
+// with propfind-finite-depth.
+func (h *Handler) propfind(q *request) {
+	depth, err := parseDepth(q.r.Header.Get("Depth"))
+	if err != nil {
+		http.Error(q.w, "malformed Depth header", http.StatusBadRequest)
+		return
+	}
+	n := h.target(q, actRead)
+	if n == nil {
+		return
+	}
+	if n.IsDir && (depth == depthInfinity || depth == depthAbsent) {
+		writeError(q.w, http.StatusForbidden, "<D:propfind-finite-depth/>")
+		return
+	}
+	req, err := parsePropfind(limitXML(q.r.Body))
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	var kids []entry
+	if n.IsDir && depth == 1 {
+		if kids, err = h.fs.children(q.ctx, n.ID); err != nil {
+			h.fail(q, err)
+			return
+		}
+	}
+	l := &listing{h: h, q: q, req: req}
+	wantDead := req.kind != findProp
+	wantLocks := req.kind == findAllProp
+	for _, name := range req.props {
+		switch {
+		case name == pLockDiscovery:
+			wantLocks = true
+		case name == pQuotaAvail && h.cfg.QuotaAvailable != nil:
+			if v, ok := h.cfg.QuotaAvailable(q.ctx, q.actor); ok {
+				l.quota = &v
+			}
+		case !isLive(name):
+			wantDead = true
+		}
+	}
+	var selfDead []webdav.Property
+	var kidDead map[string][]webdav.Property
+	if wantDead {
+		if selfDead, err = h.fs.props.get(q.ctx, n.ID); err != nil {
+			h.fail(q, err)
+			return
+		}
+		if len(kids) > 0 {
+			if kidDead, err = h.fs.props.ofChildren(q.ctx, n.ID); err != nil {
+				h.fail(q, err)
+				return
+			}
+		}
+	}
+	if wantLocks {
+		var below []string
+		if len(kids) > 0 {
+			below = []string{q.path}
+		}
+		if l.locks, err = h.fs.locks.Around(q.ctx, []string{q.path}, below); err != nil {
+			h.fail(q, err)
+			return
+		}
+	}
+	hideApple := !isMacClient(q.r)
+	l.m = newMultistatus(q.w)
+	l.response(q.path, entryOf(n), n.Lineage, selfDead)
+	for i := range kids {
+		k := &kids[i]
+		if hideApple && hiddenFromListing(k.Name) {
+			continue
+		}
+		l.response(model.JoinPath(q.path, k.Name), *k, n.Lineage+"/"+k.ID, kidDead[k.ID])
+	}
+	if err := l.m.close(); err != nil && !errors.Is(err, context.Canceled) {
+		h.log.Debug("propfind write", "err", err)
+	}
+}
+
+// isMacClient recognises macOS's WebDAV file system, the one client that
+// wants to see "._*" and ".DS_Store" files.
+func isMacClient(r *http.Request) bool {
+	ua := r.Header.Get("User-Agent")
+	return strings.Contains(ua, "WebDAVFS") || strings.Contains(ua, "WebDAVLib")
+}
+
+// response writes one D:response for the node at p.
+func (l *listing) response(p string, e entry, lineage string, dead []webdav.Property) {
+	m := l.m
+	m.bw.WriteString("<D:response>")
+	m.href(l.h.cfg.Prefix, p, e.IsDir)
+	switch l.req.kind {
+	case findAllProp:
+		m.bw.WriteString("<D:propstat><D:prop>")
+		for _, name := range allLive {
+			l.live(name, p, e, lineage)
+		}
+		for _, name := range l.req.include {
+			if name == pQuotaAvail || name == pQuotaUsed {
+				l.live(name, p, e, lineage)
+			}
+		}
+		for _, d := range dead {
+			m.deadProp(d)
+		}
+		m.bw.WriteString("</D:prop>")
+		m.status(http.StatusOK)
+		m.bw.WriteString("</D:propstat>")
+	case findPropName:
+		m.bw.WriteString("<D:propstat><D:prop>")
+		for _, name := range allLive {
+			if e.IsDir && (name == pContentLength || name == pContentType) {
+				continue
+			}
+			m.emptyProp(name)
+		}
+		for _, d := range dead {
+			m.emptyProp(d.XMLName)
+		}
+		m.bw.WriteString("</D:prop>")
+		m.status(http.StatusOK)
+		m.bw.WriteString("</D:propstat>")
+	case findProp:
+		var missing []xml.Name
+		open := false
+		for _, name := range l.req.props {
+			if !open {
+				m.bw.WriteString("<D:propstat><D:prop>")
+			}
+			open = true
+			if isLive(name) {
+				if !l.live(name, p, e, lineage) {
+					missing = append(missing, name)
+				}
+				continue
+			}
+			if d, ok := findDead(dead, name); ok {
+				m.deadProp(d)
+				continue
+			}
+			missing = append(missing, name)
+		}
+		if len(missing) < len(l.req.props) {
+			m.bw.WriteString("</D:prop>")
+			m.status(http.StatusOK)
+			m.bw.WriteString("</D:propstat>")
+			open = false
+		}
+		if len(missing) > 0 {
+			if !open {
+				m.bw.WriteString("<D:propstat><D:prop>")
+			}
+			for _, name := range missing {
+				m.emptyProp(name)
+			}
+			m.bw.WriteString("</D:prop>")
+			m.status(http.StatusNotFound)
+			m.bw.WriteString("</D:propstat>")
+		}
+	}
+	m.bw.WriteString("</D:response>")
+}
+
+func findDead(dead []webdav.Property, name xml.Name) (webdav.Property, bool) {
+	for _, d := range dead {
+		if d.XMLName == name {
+			return d, true
+		}
+	}
+	return webdav.Property{}, false
+}
+
+// live writes a live property's value; false when the node has no such
+// property (a folder's content length, say). A property found missing
+// mid-stream is written only when the element has not started, so the
+// caller can still list it under 404.
+func (l *listing) live(name xml.Name, p string, e entry, lineage string) bool {
+	m := l.m
+	bw := m.bw
+	switch name {
+	case pResourceType:
+		if e.IsDir {
+			bw.WriteString("<D:resourcetype><D:collection/></D:resourcetype>")
+		} else {
+			bw.WriteString("<D:resourcetype/>")
+		}
+	case pCreationDate:
+		bw.WriteString("<D:creationdate>")
+		m.isoDate(e.CreatedAt)
+		bw.WriteString("</D:creationdate>")
+	case pDisplayName:
+		bw.WriteString("<D:displayname>")
+		escapeString(bw, e.Name)
+		bw.WriteString("</D:displayname>")
+	case pContentLength:
+		if e.IsDir {
+			return false
+		}
+		bw.WriteString("<D:getcontentlength>")
+		m.int(e.Size)
+		bw.WriteString("</D:getcontentlength>")
+	case pContentType:
+		if e.IsDir {
+			return false
+		}
+		bw.WriteString("<D:getcontenttype>")
+		if e.MimeType == "" {
+			bw.WriteString("application/octet-stream")
+		} else {
+			escapeString(bw, e.MimeType)
+		}
+		bw.WriteString("</D:getcontenttype>")
+	case pETag:
+		bw.WriteString("<D:getetag>")
+		escapeString(bw, e.ETag)
+		bw.WriteString("</D:getetag>")
+	case pLastModified:
+		bw.WriteString("<D:getlastmodified>")
+		m.httpDate(e.ModTime)
+		bw.WriteString("</D:getlastmodified>")
+	case pSupportedLock:
+		bw.WriteString(supportedLockXML)
+	case pLockDiscovery:
+		l.h.writeLockDiscovery(bw, l.locks, p)
+	case pQuotaAvail:
+		if !e.IsDir || l.quota == nil {
+			return false
+		}
+		bw.WriteString("<D:quota-available-bytes>")
+		m.int(*l.quota)
+		bw.WriteString("</D:quota-available-bytes>")
+	case pQuotaUsed:
+		if !e.IsDir {
+			return false
+		}
+		used, err := l.h.fs.usedBytes(l.q.ctx, lineage)
+		if err != nil {
+			return false
+		}
+		bw.WriteString("<D:quota-used-bytes>")
+		m.int(used)
+		bw.WriteString("</D:quota-used-bytes>")
+	default:
+		return false
+	}
+	return true
+}
+
+// writeLockDiscovery writes DAV:lockdiscovery with the locks covering p.
+func (h *Handler) writeLockDiscovery(w xmlWriter, locks []Lock, p string) {
+	w.WriteString("<D:lockdiscovery>")
+	for i := range locks {
+		if locks[i].covers(p) {
+			h.writeActiveLock(w, &locks[i])
+		}
+	}
+	w.WriteString("</D:lockdiscovery>")
+}
+
+func (h *Handler) writeActiveLock(w xmlWriter, l *Lock) {
+	w.WriteString("<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope>")
+	if l.Shared {
+		w.WriteString("<D:shared/>")
+	} else {
+		w.WriteString("<D:exclusive/>")
+	}
+	w.WriteString("</D:lockscope><D:depth>")
+	if l.Infinite {
+		w.WriteString("infinity")
+	} else {
+		w.WriteString("0")
+	}
+	w.WriteString("</D:depth>")
+	if l.OwnerXML != "" {
+		w.WriteString("<D:owner>")
+		w.WriteString(l.OwnerXML)
+		w.WriteString("</D:owner>")
+	}
+	left := time.Until(l.Expires).Round(time.Second)
+	if left < time.Second {
+		left = time.Second
+	}
+	w.WriteString("<D:timeout>Second-")
+	w.WriteString(itoa(int64(left / time.Second)))
+	w.WriteString("</D:timeout><D:locktoken><D:href>")
+	escapeString(w, l.Token)
+	w.WriteString("</D:href></D:locktoken><D:lockroot>")
+	w.WriteString(hrefElem(h.cfg.Prefix, l.Root, false))
+	w.WriteString("</D:lockroot></D:activelock>")
+}
+
+// proppatch sets and removes dead properties, all or none (RFC 4918
+// section 9.2). getlastmodified and Win32LastModifiedTime also set the
+// file's modification time; other live properties are protected (403,
+// and 424 for the rest of the request).
+func (h *Handler) proppatch(q *request) {
+	n := h.target(q, actWrite)
+	if n == nil {
+		return
+	}
+	if !h.preconditions(q, change{paths: []string{q.path}}) {
+		return
+	}
+	ops, err := parseProppatch(limitXML(q.r.Body))
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	status := make([]int, len(ops))
+	var dead []patchOp
+	var mtime *time.Time
+	failed := false
+	for i, op := range ops {
+		status[i] = http.StatusOK
+		switch {
+		case op.name == pLastModified || op.name == pWin32Modified:
+			t, err := http.ParseTime(strings.TrimSpace(string(op.value)))
+			if op.remove || err != nil {
+				status[i] = http.StatusConflict
+				if op.remove {
+					status[i] = http.StatusForbidden
+				}
+				failed = true
+				continue
+			}
+			mtime = &t
+			if op.name == pWin32Modified {
+				dead = append(dead, op) // Windows reads it back
+			}
+		case isLive(op.name):
+			status[i] = http.StatusForbidden
+			failed = true
+		case !validName(op.name):
+			status[i] = http.StatusForbidden
+			failed = true
+		default:
+			dead = append(dead, op)
+		}
+	}
+	if failed {
+		for i := range status {
+			if status[i] == http.StatusOK {
+				status[i] = http.StatusFailedDependency
+			}
+		}
+	} else {
+		if err := h.fs.props.patch(q.ctx, n.ID, dead); err != nil {
+			if !errors.Is(err, model.ErrTooLarge) {
+				h.fail(q, err)
+				return
+			}
+			for i := range status {
+				status[i] = http.StatusInsufficientStorage
+			}
+		} else if mtime != nil {
+			if _, err := h.fs.repo.UpdateMeta(q.ctx, n.ID, model.MetaPatch{ModTime: mtime}); err != nil {
+				h.fail(q, err)
+				return
+			}
+		}
+	}
+	m := newMultistatus(q.w)
+	m.bw.WriteString("<D:response>")
+	m.href(h.cfg.Prefix, q.path, n.IsDir)
+	done := make([]bool, len(ops))
+	for i := range ops {
+		if done[i] {
+			continue
+		}
+		m.bw.WriteString("<D:propstat><D:prop>")
+		for j := i; j < len(ops); j++ {
+			if !done[j] && status[j] == status[i] {
+				done[j] = true
+				m.emptyProp(ops[j].name)
+			}
+		}
+		m.bw.WriteString("</D:prop>")
+		m.status(status[i])
+		if status[i] == http.StatusForbidden {
+			m.bw.WriteString("<D:error><D:cannot-modify-protected-property/></D:error>")
+		}
+		m.bw.WriteString("</D:propstat>")
+	}
+	m.bw.WriteString("</D:response>")
+	m.close()
+}
