@@ -54,7 +54,7 @@ func (a *testAuthz) revoke(subject string) {
 // server on 127.0.0.1 whose callers are named by the Basic user name (the
 // gateway's authentication is tested in the gateway package).
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	db     *bun.DB
 	store  *model.Store
 	blobs  *localblob.Store
@@ -64,7 +64,7 @@ type env struct {
 	quotas map[string]int64
 }
 
-func newEnv(t *testing.T, db *bun.DB, blobRoot string, cfg tus.Config) *env {
+func newEnv(t testing.TB, db *bun.DB, blobRoot string, cfg tus.Config) *env {
 	t.Helper()
 	if blobRoot == "" {
 		blobRoot = t.TempDir()

@@ -496,7 +496,9 @@ func (u *upload) record(ctx context.Context, c model.Content, head []byte) error
 			return u.markDone(ctx, cur.ID, c.SHA256)
 		}
 	}
+	unlock := h.serialise()
 	n, _, old, err := h.store.Repo.PutFile(ctx, folder, s.Name, c, meta, s.OwnerUserID, model.Cond{})
+	unlock()
 	if err != nil {
 		return modelErr(err)
 	}
