@@ -304,8 +304,8 @@ func TestMissingDoorIsNotAvailableNotAFailure(t *testing.T) {
 	defer missing.Close()
 	limit := httptest.NewServer(newLimitServer())
 	defer limit.Close()
-	serveAt := func(url string) func(ctx context.Context, h *harness, dir, tag string) (*running, error) {
-		return func(_ context.Context, h *harness, dir, _ string) (*running, error) {
+	serveAt := func(url string) startFunc {
+		return func(_ context.Context, dir, _ string) (*running, error) {
 			return &running{ep: &endpoint{client: newClient(), base: url}, dir: dir, stop: func() {}}, nil
 		}
 	}
@@ -315,8 +315,8 @@ func TestMissingDoorIsNotAvailableNotAFailure(t *testing.T) {
 	}
 	for _, s := range h.specs {
 		start := s.start
-		s.start = func(ctx context.Context, h *harness, dir, tag string) (*running, error) {
-			r, err := start(ctx, h, dir, tag)
+		s.start = func(ctx context.Context, dir, tag string) (*running, error) {
+			r, err := start(ctx, dir, tag)
 			r.spec = s
 			return r, err
 		}

@@ -81,7 +81,7 @@ func (c *config) applySizes() {
 	case c.short:
 		c.bigSize = 64 << 20
 		c.smallN, c.metaN, c.tusSmallN = 500, 100, 50
-		c.listSizes, c.listReqs = []int{200, 2000}, 5
+		c.listSizes, c.listReqs = []int{200, 1000}, 5
 		large, small = 1, 2
 		c.policyBenchtime = "100ms"
 	}
@@ -104,7 +104,7 @@ func parseFlags(args []string, getenv func(string) string) (*config, error) {
 	fs.IntVar(&c.roundsSmall, "rounds-small", 0, "rounds for small workloads (default 5; 2 with -short, 1 with -smoke)")
 	fs.StringVar(&c.targets, "targets", "", "comma list of targets (default all): filegate/sqlite,filegate/pg,x/net,rclone,tusd,limit,disk")
 	fs.StringVar(&c.workloads, "workloads", "", "comma list of workloads (default all): big,small,list,meta,tusbig,tussmall,policy")
-	fs.StringVar(&c.out, "out", "", "report path without extension (default bench/results/latest, bench/results/short with -short, bench/work/smoke with -smoke)")
+	fs.StringVar(&c.out, "out", "", "report path without extension (default bench/results/latest; bench/work/short or bench/work/smoke with -short or -smoke, so quick runs never replace the committed results)")
 	fs.StringVar(&c.workDir, "work", "", "folder for binaries, logs and target data (default bench/work)")
 	fs.StringVar(&c.compare, "compare", "", "an earlier report (.md) to show the change against")
 	fs.BoolVar(&c.keep, "keep", false, "keep the targets' data folders after the run")
@@ -255,7 +255,7 @@ func (h *harness) setup() error {
 		case c.smoke:
 			c.out = filepath.Join(c.workDir, "smoke")
 		case c.short:
-			c.out = filepath.Join(root, "bench", "results", "short")
+			c.out = filepath.Join(c.workDir, "short")
 		default:
 			c.out = filepath.Join(root, "bench", "results", "latest")
 		}
@@ -346,7 +346,7 @@ func (h *harness) runWorkload(ctx context.Context, w *workload) {
 		dir, err := h.freshDir(s.Name, w.ID)
 		if err == nil {
 			var r *running
-			if r, err = s.start(ctx, h, dir, w.ID); err == nil {
+			if r, err = s.start(ctx, dir, w.ID); err == nil {
 				active = append(active, r)
 				if w.setup != nil {
 					if err = w.setup(ctx, h, r); err != nil {

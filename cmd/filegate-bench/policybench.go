@@ -49,12 +49,21 @@ func parseBench(out string) []benchResult {
 	return res
 }
 
+// policyCount is how many times each benchmark runs: once in the quick
+// modes, as many as the small workloads' rounds otherwise.
+func (c *config) policyCount() int {
+	if c.short || c.smoke {
+		return 1
+	}
+	return c.roundsSmall
+}
+
 // runPolicyBench runs the policy package's Decide benchmarks; the reason
 // string explains an empty result.
 func (h *harness) runPolicyBench(ctx context.Context) ([]benchResult, string) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	args := []string{"test", "-run", "^$", "-bench", "Decide", "-benchmem", "-count", strconv.Itoa(h.cfg.roundsSmall)}
+	args := []string{"test", "-run", "^$", "-bench", "Decide", "-benchmem", "-count", strconv.Itoa(h.cfg.policyCount())}
 	if h.cfg.policyBenchtime != "" {
 		args = append(args, "-benchtime", h.cfg.policyBenchtime)
 	}

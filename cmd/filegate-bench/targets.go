@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,8 +42,11 @@ type targetSpec struct {
 	TusPath string // tus creation URL path, e.g. "/uploads/"
 	// NA, when set, is why the target cannot run: its rows say so.
 	NA    string
-	start func(ctx context.Context, h *harness, dir, tag string) (*running, error)
+	start startFunc
 }
+
+// startFunc starts a target in dir; tag names the workload.
+type startFunc func(ctx context.Context, dir, tag string) (*running, error)
 
 // running is a target started for one workload.
 type running struct {
@@ -85,26 +89,45 @@ func (h *harness) targetSpecs() []*targetSpec {
 	return out
 }
 
+// launch says how to start one server and how to know it is up.
+type launch struct {
+	spec      *targetSpec
+	dir, tag  string
+	opts      spawnOpts
+	bin       string
+	args      func(addr string) []string
+	readyPath string
+	readyOK   func(status int) bool // nil: any answer below 500
+	// user and pass are sent as HTTP Basic auth, when set.
+	user, pass string
+}
+
 // serve starts a server process on a fresh port and waits until it answers.
-func (h *harness) serve(ctx context.Context, spec *targetSpec, dir, tag string, o spawnOpts, ready func(base string) (path string, ok func(int) bool), user, pass string, bin string, args func(addr string) []string) (*running, error) {
+func (h *harness) serve(ctx context.Context, l launch) (*running, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	logPath := filepath.Join(h.logDir, safeName(spec.Name)+"-"+tag+".log")
-	p, err := h.sup.start(spec.Name, logPath, o, bin, args(addr)...)
+	logPath := filepath.Join(h.logDir, safeName(l.spec.Name)+"-"+l.tag+".log")
+	if l.opts.dir == "" {
+		l.opts.dir = l.dir
+	}
+	p, err := h.sup.start(l.spec.Name, logPath, l.opts, l.bin, l.args(addr)...)
 	if err != nil {
 		return nil, err
 	}
 	base := "http://" + addr
-	path, ok := ready(base)
-	if err := waitReady(ctx, p, base+path, user, pass, ok, 60*time.Second); err != nil {
+	ok := l.readyOK
+	if ok == nil {
+		ok = func(code int) bool { return code > 0 && code < 500 }
+	}
+	if err := waitReady(ctx, p, base+l.readyPath, l.user, l.pass, ok, 60*time.Second); err != nil {
 		h.sup.stop(p, syscall.SIGKILL, 0)
 		return nil, err
 	}
-	r := &running{spec: spec, proc: p, dir: dir,
-		ep: &endpoint{client: newClient(), base: base, user: user, pass: pass}}
+	r := &running{spec: l.spec, proc: p, dir: l.dir,
+		ep: &endpoint{client: newClient(), base: base, user: l.user, pass: l.pass}}
 	r.stop = func() {
 		r.ep.client.CloseIdleConnections()
 		h.sup.stop(p, syscall.SIGTERM, 10*time.Second)
@@ -112,15 +135,15 @@ func (h *harness) serve(ctx context.Context, spec *targetSpec, dir, tag string, 
 	return r, nil
 }
 
-func anyAnswer(string) (string, func(int) bool) {
-	return "/", func(code int) bool { return code > 0 && code < 500 }
-}
-
-func (h *harness) startFilegate(pg bool) func(ctx context.Context, h *harness, dir, tag string) (*running, error) {
-	return func(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
+// startFilegate runs the real binary, on a fresh PostgreSQL database when
+// pg is set and on SQLite in its data folder otherwise.
+func (h *harness) startFilegate(pg bool) startFunc {
+	return func(ctx context.Context, dir, tag string) (*running, error) {
 		args := []string{"serve", "--data", dir}
-		var dropDB func()
+		spec := h.spec("filegate/sqlite")
+		dropDB := func() {}
 		if pg {
+			spec = h.spec("filegate/pg")
 			name := "fgbench_" + strings.ReplaceAll(tag, "-", "_")
 			url, err := h.pg.newDatabase(ctx, name)
 			if err != nil {
@@ -129,61 +152,51 @@ func (h *harness) startFilegate(pg bool) func(ctx context.Context, h *harness, d
 			args = append(args, "--database-url", url)
 			dropDB = func() { h.pg.dropDatabase(name) }
 		}
-		spec := h.spec("filegate/sqlite")
-		if pg {
-			spec = h.spec("filegate/pg")
-		}
-		o := spawnOpts{env: []string{"FILEGATE_ADMIN_PASSWORD=" + h.adminPass}, dir: dir}
-		r, err := h.serve(ctx, spec, dir, tag, o, func(string) (string, func(int) bool) {
-			return "/readyz", func(c int) bool { return c == 200 }
-		}, "admin", h.adminPass, h.bins.filegate, func(addr string) []string {
-			return append(args, "--listen", addr)
-		})
+		r, err := h.serve(ctx, launch{spec: spec, dir: dir, tag: tag, bin: h.bins.filegate,
+			opts:      spawnOpts{env: []string{"FILEGATE_ADMIN_PASSWORD=" + h.adminPass}},
+			args:      func(addr string) []string { return append(args, "--listen", addr) },
+			readyPath: "/readyz", readyOK: func(c int) bool { return c == http.StatusOK },
+			user: "admin", pass: h.adminPass})
 		if err != nil {
-			if dropDB != nil {
-				dropDB()
-			}
+			dropDB()
 			return nil, err
 		}
-		if dropDB != nil {
-			stop := r.stop
-			r.stop = func() { stop(); dropDB() }
-		}
+		stop := r.stop
+		r.stop = func() { stop(); dropDB() }
 		return r, nil
 	}
 }
 
-func (h *harness) startXNet(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
-	return h.serve(ctx, h.spec("x/net"), dir, tag, spawnOpts{dir: dir}, anyAnswer, "", "", h.bins.xnet,
-		func(addr string) []string { return []string{"-listen", addr, "-dir", dir} })
+func (h *harness) startXNet(ctx context.Context, dir, tag string) (*running, error) {
+	return h.serve(ctx, launch{spec: h.spec("x/net"), dir: dir, tag: tag, bin: h.bins.xnet, readyPath: "/",
+		args: func(addr string) []string { return []string{"-listen", addr, "-dir", dir} }})
 }
 
-func (h *harness) startRclone(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
-	o := spawnOpts{dir: dir, env: []string{"RCLONE_CONFIG=" + filepath.Join(dir, "no-rclone.conf")}}
-	return h.serve(ctx, h.spec("rclone"), dir, tag, o, anyAnswer, "", "", h.bins.rclone,
-		func(addr string) []string { return []string{"serve", "webdav", "--addr", addr, dir} })
+func (h *harness) startRclone(ctx context.Context, dir, tag string) (*running, error) {
+	return h.serve(ctx, launch{spec: h.spec("rclone"), dir: dir, tag: tag, bin: h.bins.rclone, readyPath: "/",
+		opts: spawnOpts{env: []string{"RCLONE_CONFIG=" + filepath.Join(dir, "no-rclone.conf")}},
+		args: func(addr string) []string { return []string{"serve", "webdav", "--addr", addr, dir} }})
 }
 
-func (h *harness) startTusd(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
+func (h *harness) startTusd(ctx context.Context, dir, tag string) (*running, error) {
 	// -verbose=false: tusd logs every request by default and the harness
 	// measures storage, not log formatting.
-	return h.serve(ctx, h.spec("tusd"), dir, tag, spawnOpts{dir: dir}, func(string) (string, func(int) bool) {
-		return "/files/", func(c int) bool { return c > 0 && c < 500 }
-	}, "", "", h.bins.tusd, func(addr string) []string {
-		host, port, _ := strings.Cut(addr, ":")
-		return []string{"-host", host, "-port", port, "-upload-dir", dir, "-base-path", "/files/", "-verbose=false"}
-	})
+	return h.serve(ctx, launch{spec: h.spec("tusd"), dir: dir, tag: tag, bin: h.bins.tusd, readyPath: "/files/",
+		args: func(addr string) []string {
+			host, port, _ := strings.Cut(addr, ":")
+			return []string{"-host", host, "-port", port, "-upload-dir", dir, "-base-path", "/files/", "-verbose=false"}
+		}})
 }
 
-func (h *harness) startLimit(ctx context.Context, _ *harness, dir, tag string) (*running, error) {
-	return h.serve(ctx, h.spec("limit"), dir, tag, spawnOpts{dir: dir}, func(string) (string, func(int) bool) {
-		return "/ping", func(c int) bool { return c == 200 }
-	}, "", "", h.self, func(addr string) []string {
-		return []string{"serve-limit", "-listen", addr, "-ram", strconv.FormatInt(h.cfg.bigSize, 10)}
-	})
+func (h *harness) startLimit(ctx context.Context, dir, tag string) (*running, error) {
+	return h.serve(ctx, launch{spec: h.spec("limit"), dir: dir, tag: tag, bin: h.self,
+		readyPath: "/ping", readyOK: func(c int) bool { return c == http.StatusOK },
+		args: func(addr string) []string {
+			return []string{"serve-limit", "-listen", addr, "-ram", strconv.FormatInt(h.cfg.bigSize, 10)}
+		}})
 }
 
-func (h *harness) startDisk(_ context.Context, _ *harness, dir, _ string) (*running, error) {
+func (h *harness) startDisk(_ context.Context, dir, _ string) (*running, error) {
 	return &running{spec: h.spec("disk"), dir: dir, stop: func() {}}, nil
 }
 
