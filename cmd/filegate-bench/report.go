@@ -302,7 +302,7 @@ func (r *recorder) benchTable() string {
 		if s.N > 1 {
 			ns += fmt.Sprintf(" (%s–%s)", fmtNum(s.Min), fmtNum(s.Max))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", escapeCell(x.Name), ns, fmtNum(x.BOp), fmtNum(x.Allocs))
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f |\n", escapeCell(x.Name), ns, x.BOp, x.Allocs)
 	}
 	return b.String()
 }
