@@ -15,6 +15,7 @@ import (
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/policy"
+	"github.com/filegate/filegate/tus"
 )
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -59,6 +60,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", envString("log-level", "info"), "log level: debug, info, warn, error [FILEGATE_LOG_LEVEL]")
 	maxUpload := fs.Int64("max-upload-bytes", envInt64("max-upload-bytes", 0), "largest file accepted, 0 for no limit [FILEGATE_MAX_UPLOAD_BYTES]")
 	grace := fs.Duration("shutdown-grace", envDuration("shutdown-grace", 30*time.Second), "time in-flight requests get to finish on shutdown [FILEGATE_SHUTDOWN_GRACE]")
+	uploadTTL := fs.Duration("upload-ttl", envDuration("upload-ttl", 24*time.Hour), "how long an idle tus upload is kept [FILEGATE_UPLOAD_TTL]")
 	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -84,6 +86,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	srv.Handle(gateway.DAVPrefix+"/", srv.DAVHandler())
+	door, err := srv.MountTus(ctx, tus.Config{TTL: *uploadTTL})
+	if err != nil {
+		return err
+	}
+	defer door.Close()
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
