@@ -3,10 +3,7 @@ package tus_test
 import (
 	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"path"
-	"strconv"
 	"testing"
 	"time"
 
@@ -41,34 +38,11 @@ func TestTwoInstancesResume(t *testing.T) {
 	}
 }
 
-// startPatch sends a PATCH whose body the test feeds through the returned
-// writer; the answer arrives on the channel.
-func startPatch(t *testing.T, loc string, off int64) (*io.PipeWriter, chan *http.Response) {
-	pr, pw := io.Pipe()
-	done := make(chan *http.Response, 1)
-	go func() {
-		r, _ := http.NewRequest("PATCH", loc, pr)
-		r.SetBasicAuth("alice", "x")
-		r.Header.Set("Tus-Resumable", "1.0.0")
-		r.Header.Set("Upload-Offset", strconv.FormatInt(off, 10))
-		r.Header.Set("Content-Type", "application/offset+octet-stream")
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			done <- nil
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		done <- resp
-	}()
-	return pw, done
-}
-
 func TestTwoInstancesSerialisePatches(t *testing.T) {
 	a, b := twoInstances(t, 3*time.Second)
 	body := data(2<<20, 12)
 	loc := a.create("alice", "/", "serial.bin", int64(len(body)))
-	pw, done := startPatch(t, loc, 0)
+	pw, done := startPatchAs(loc, "alice", "x")
 	pw.Write(body[:256<<10])
 	waitFor(t, "A to hold the lock", func() bool { return tus.LockHeld(a.door, path.Base(loc)) })
 	// The lock row is in the database, so B refuses too.
@@ -90,7 +64,7 @@ func TestTwoInstancesHeadInterruptsStalledPatch(t *testing.T) {
 	a, b := twoInstances(t, 3*time.Second)
 	body := data(1<<20, 14)
 	loc := a.create("alice", "/", "stall.bin", int64(len(body)))
-	pw, done := startPatch(t, loc, 0)
+	pw, done := startPatchAs(loc, "alice", "x")
 	pw.Write(body[:300<<10])
 	waitFor(t, "A to hold the lock", func() bool { return tus.LockHeld(a.door, path.Base(loc)) })
 	off := b.offset("alice", on(b, loc))
