@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -64,7 +65,46 @@ func (a *api) serveContent(w http.ResponseWriter, r *http.Request, n *model.Node
 		disposition = "inline"
 	}
 	h.Set("Content-Disposition", contentDisposition(disposition, n.Name))
-	http.ServeContent(w, r, n.Name, n.ModTime, body)
+	http.ServeContent(&jsonErrors{ResponseWriter: w}, r, n.Name, n.ModTime, body)
+}
+
+// jsonErrors turns the plain-text errors http.ServeContent writes (416,
+// 412) into the API's JSON error body, and otherwise passes everything
+// through, including ReadFrom so the sendfile path stays.
+type jsonErrors struct {
+	http.ResponseWriter
+	failed bool
+}
+
+func (j *jsonErrors) WriteHeader(code int) {
+	if code < 400 {
+		j.ResponseWriter.WriteHeader(code)
+		return
+	}
+	j.failed = true
+	j.Header().Del("Content-Disposition")
+	j.Header().Del("Content-Length")
+	code2, msg := "range_not_satisfiable", "The requested range lies outside the content."
+	if code == http.StatusPreconditionFailed {
+		code2, msg = "precondition_failed", "A precondition did not hold."
+	} else if code != http.StatusRequestedRangeNotSatisfiable {
+		code2, msg = "error", http.StatusText(code)
+	}
+	writeJSONError(j.ResponseWriter, code, code2, msg)
+}
+
+func (j *jsonErrors) Write(b []byte) (int, error) {
+	if j.failed {
+		return len(b), nil // the plain-text message is replaced
+	}
+	return j.ResponseWriter.Write(b)
+}
+
+func (j *jsonErrors) ReadFrom(src io.Reader) (int64, error) {
+	if rf, ok := j.ResponseWriter.(io.ReaderFrom); ok && !j.failed {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{j}, src)
 }
 
 // contentDisposition builds an RFC 6266 header: a plain ASCII filename for

@@ -290,3 +290,12 @@ func (e *apiEnv) assertNoSecretsLogged() {
 		}
 	}
 }
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -424,6 +424,12 @@ func (a *api) checkPHIExposure(r *http.Request, where *model.Node) error {
 	if !a.pol.Decide(r.Context(), policy.Anonymous, policy.ActRead, where.Lineage).Allowed {
 		return nil
 	}
+	return a.publicPHIAllowed(r)
+}
+
+// publicPHIAllowed returns errPHIPublic unless the files settings allow
+// public PHI.
+func (a *api) publicPHIAllowed(r *http.Request) error {
 	fs, err := a.s.repo.FileSettings(r.Context())
 	if err != nil {
 		return err

@@ -194,12 +194,5 @@ func (a *api) checkPublicPHI(r *http.Request, n *model.Node) error {
 	if !phi {
 		return nil
 	}
-	fs, err := a.s.repo.FileSettings(r.Context())
-	if err != nil {
-		return err
-	}
-	if fs.AllowPublicPHI {
-		return nil
-	}
-	return errPHIPublic
+	return a.publicPHIAllowed(r)
 }
