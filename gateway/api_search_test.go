@@ -78,7 +78,7 @@ func TestSearch(t *testing.T) {
 				{rqlParam("gt(creationTimestamp,2000-01-01)&eq(name,notes.txt)"), "notes.txt"},
 				{rqlParam("lt(updateTimestamp,2000-01-01)"), ""},
 				{"eq(tags,ecg)&sort(-size)&limit(1)", "secret-diagnosis.pdf"}, // the query string itself is RQL
-				{"name=notes.txt", "notes.txt"},                             // findByName
+				{"name=notes.txt", "notes.txt"},                               // findByName
 			} {
 				l, r := e.search(as("admin"), c.q)
 				if r.status != http.StatusOK || names(l) != c.want {
@@ -193,7 +193,9 @@ func TestSearch(t *testing.T) {
 			for q, pos := range map[string]string{"eq(name,a": "position 9", "eq(nope,a)": "position 3",
 				"eq(size,big)": "position 8", "sort(tags)": "position 5", "foo(x)": "position 0"} {
 				_, r := e.search(as("admin"), rqlParam(q))
-				var body struct{ Error struct{ Code, Message string } }
+				var body struct {
+					Error struct{ Code, Message string }
+				}
 				e.want(r, http.StatusBadRequest)
 				r.json(t, &body)
 				if body.Error.Code != "invalid_rql" || !strings.Contains(body.Error.Message, pos) {

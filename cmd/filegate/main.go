@@ -26,6 +26,7 @@ Usage:
   filegate user list | passwd NAME [--password-stdin] | disable NAME | enable NAME
   filegate group add NAME | add-member GROUP USER | remove-member GROUP USER | list
   filegate apikey create USER [--label L] | revoke KEY_ID
+  filegate audit verify                       check the audit trail's hash chain
   filegate version
 
 Run "filegate COMMAND -h" for a command's flags.
@@ -69,6 +70,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "audit":
+		return auditCmd(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
