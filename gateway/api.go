@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -223,8 +224,8 @@ func (a *api) isAdmin(r *http.Request) bool { return a.may(r, policy.ActAdmin, n
 func parseDuration(raw json.RawMessage) (time.Duration, error) {
 	var secs float64
 	if err := json.Unmarshal(raw, &secs); err == nil {
-		if secs <= 0 {
-			return 0, fmt.Errorf("%w: a lifetime must be positive", model.ErrInvalid)
+		if secs <= 0 || secs > 1e9 {
+			return 0, fmt.Errorf("%w: a lifetime must be positive and below 1e9 seconds", model.ErrInvalid)
 		}
 		return time.Duration(secs * float64(time.Second)), nil
 	}
@@ -236,14 +237,14 @@ func parseDuration(raw json.RawMessage) (time.Duration, error) {
 }
 
 func parseDurationString(s string) (time.Duration, error) {
-	var secs float64
-	if _, err := fmt.Sscanf(s, "%g", &secs); err == nil && fmt.Sprint(secs) == strings.TrimSpace(s) {
-		if secs <= 0 {
+	s = strings.TrimSpace(s)
+	if secs, err := strconv.ParseFloat(s, 64); err == nil {
+		if secs <= 0 || secs > 1e9 {
 			return 0, fmt.Errorf("%w: a lifetime must be positive", model.ErrInvalid)
 		}
 		return time.Duration(secs * float64(time.Second)), nil
 	}
-	d, err := time.ParseDuration(strings.TrimSpace(s))
+	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("%w: %q is not a positive duration", model.ErrInvalid, s)
 	}

@@ -50,6 +50,16 @@ func (s *Server) Authorize(r *http.Request, act string, n *model.Node) (policy.D
 	return s.authorizeFirst(r.Context(), requestSource(r), PrincipalFrom(r.Context()).Subject, n, act)
 }
 
+// AuditLog returns the audit trail Authorize appends to, for other
+// endpoints that record decisions of their own (sign-ins, policy
+// changes); nil before MountAPI.
+func (s *Server) AuditLog() *model.AuditLog {
+	if a := s.apiOf(); a != nil {
+		return a.audit
+	}
+	return nil
+}
+
 // AuthorizeCtx is Authorize for hooks that get a context and a subject:
 // the door and remote address come from WithAuditSource, the request id
 // from the context.
