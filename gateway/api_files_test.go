@@ -8,6 +8,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model/dbtest"
 	"github.com/filegate/filegate/policy"
 )
@@ -165,6 +166,26 @@ func TestFilesAPI(t *testing.T) {
 			e.want(e.do(as("carol"), http.MethodGet, "/api/v1/files/"+m.ID, nil), http.StatusOK)
 			e.want(e.do(as("carol"), http.MethodGet, "/api/v1/files/"+m.ID+"/content", nil), http.StatusForbidden)
 			e.want(e.do(as("dave"), http.MethodGet, "/api/v1/files/"+m.ID, nil), http.StatusForbidden)
+		})
+
+		t.Run("folder listing and the OpenAPI document", func(t *testing.T) {
+			e.t = t
+			var l struct{ Data []fileMeta }
+			r := e.do(as("alice"), http.MethodGet, "/api/v1/files?parentId="+dirs["/w"], nil)
+			e.want(r, http.StatusOK)
+			r.json(t, &l)
+			var sawFolder bool
+			for _, x := range l.Data {
+				sawFolder = sawFolder || (x.Name == "archive" && x.MimeType == "inode/directory")
+			}
+			if !sawFolder {
+				t.Fatalf("children of /w: %s", r.body)
+			}
+			r = e.do(anonymous, http.MethodGet, "/api/v1/openapi.json", nil)
+			e.want(r, http.StatusOK)
+			if string(r.body) != string(gateway.OpenAPI()) {
+				t.Fatal("served OpenAPI document differs from the embedded one")
+			}
 		})
 
 		t.Run("errors are JSON without internals", func(t *testing.T) {
