@@ -160,3 +160,31 @@ func TestAuditTailTruncation(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkAuditAppend measures appends to the hash chain, one caller at
+// a time and many at once (where group commit shares transactions).
+func BenchmarkAuditAppend(b *testing.B) {
+	for _, kind := range dbtest.Kinds {
+		db := dbtest.Open(b, kind)
+		log := model.NewAuditLog(db)
+		e := model.AuditEntry{Door: "api", Subject: "user:bench", Action: "read", Object: "root/x", NodeID: "x",
+			Decision: model.AuditAllow, Rule: "p, level:read, *, (stat|read)", Remote: "127.0.0.1:1", RequestID: "r"}
+		b.Run(string(kind)+"/serial", func(b *testing.B) {
+			for b.Loop() {
+				if err := log.Append(context.Background(), e); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(string(kind)+"/parallel", func(b *testing.B) {
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := log.Append(context.Background(), e); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
