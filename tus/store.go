@@ -184,6 +184,9 @@ func (d *dataStore) byConcatKey(ctx context.Context, key string) (*upload, error
 
 // resolveFolder finds the live folder a target names.
 func (h *Handler) resolveFolder(ctx context.Context, t target) (*model.Node, error) {
+	if t.folder == "/" || t.parentID == model.RootID {
+		return rootNode(), nil
+	}
 	var n *model.Node
 	var err error
 	if t.parentID != "" {
@@ -201,6 +204,12 @@ func (h *Handler) resolveFolder(ctx context.Context, t target) (*model.Node, err
 		return nil, fmt.Errorf("%w: the target is not a folder", model.ErrConflict)
 	}
 	return n, nil
+}
+
+// rootNode is the root folder without a query: it cannot be moved,
+// renamed or archived, and PutFile re-reads it inside its transaction.
+func rootNode() *model.Node {
+	return &model.Node{ID: model.RootID, Path: "/", Lineage: model.RootID, IsDir: true, Status: model.StatusCompleted}
 }
 
 // GetUpload returns the caller's upload; anyone else's is not found.
@@ -291,6 +300,12 @@ func (u *upload) GetReader(ctx context.Context) (io.ReadCloser, error) {
 // folder, so that revoking access stops the next PATCH.
 func (u *upload) authorize(ctx context.Context, c Caller) error {
 	if u.s.FolderID == "" {
+		return nil
+	}
+	if u.s.FolderID == model.RootID {
+		if !u.h.authz.MayWrite(ctx, c, rootNode()) {
+			return errForbidden
+		}
 		return nil
 	}
 	folder, err := u.h.store.Repo.NodeByID(ctx, u.s.FolderID)
@@ -474,6 +489,9 @@ func (u *upload) writeBlob(ctx context.Context, b []byte) (blob.Info, error) {
 func (u *upload) record(ctx context.Context, c model.Content, head []byte) error {
 	s, h := u.s, u.h
 	folder := u.folder
+	if folder == nil && s.FolderID == model.RootID {
+		folder = rootNode()
+	}
 	if folder == nil {
 		f, err := h.store.Repo.NodeByID(ctx, s.FolderID)
 		if err != nil || f.Archived() || !f.IsDir {
