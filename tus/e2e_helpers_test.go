@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,16 +25,38 @@ import (
 
 const adminPassword = "e2e-secret"
 
-// buildFilegate compiles the real binary into the test's temp folder.
+// The real binary, built once per test run into binDir, which TestMain
+// removes.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError string
+)
+
+// buildFilegate compiles the real binary (once per test run).
 func buildFilegate(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "filegate")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/filegate/filegate/cmd/filegate")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build filegate: %v\n%s", err, out)
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "filegate-tus-e2e-")
+		if err != nil {
+			binError = err.Error()
+			return
+		}
+		binDir = dir
+		bin := filepath.Join(dir, "filegate")
+		cmd := exec.Command("go", "build", "-o", bin, "github.com/filegate/filegate/cmd/filegate")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binError = fmt.Sprintf("%v\n%s", err, out)
+			return
+		}
+		binPath = bin
+	})
+	if binPath == "" {
+		t.Fatalf("build filegate: %s", binError)
 	}
-	return bin
+	return binPath
 }
 
 func freePort(t *testing.T) string {

@@ -25,7 +25,13 @@ import (
 	"github.com/filegate/filegate/tus"
 )
 
-func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := dbtest.Main(m)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // testAuthz stands in for the policy package, which the gateway tests
 // exercise with the real authorizer: every user may write everywhere
