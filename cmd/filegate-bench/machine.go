@@ -120,7 +120,7 @@ func (h *harness) document(started time.Time, all []*targetSpec) string {
 	fmt.Fprintf(&b, "# filegate benchmark\n\n")
 	fmt.Fprintf(&b, "Run %s, %s, %s. Mode: %s; rounds: %d for large workloads, %d for small ones.\n\n",
 		started.UTC().Format("2006-01-02 15:04 MST"), "took "+time.Since(started).Round(time.Second).String(),
-		"`go run ./cmd/filegate-bench "+strings.Join(h.args, " ")+"`", mode, h.cfg.roundsLarge, h.cfg.roundsSmall)
+		"`"+strings.TrimSpace("go run ./cmd/filegate-bench "+strings.Join(h.args, " "))+"`", mode, h.cfg.roundsLarge, h.cfg.roundsSmall)
 	b.WriteString("## Machine\n\n")
 	fmt.Fprintf(&b, "- CPU: %s, %d cores; memory %.1f GiB; kernel %s\n", m.CPU, m.Cores, m.MemGiB, m.Kernel)
 	fmt.Fprintf(&b, "- Disk under test: %s\n", m.Disk)
