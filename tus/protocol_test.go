@@ -266,6 +266,9 @@ func TestMalformedHeaders(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
 		e := newEnv(t, db, "", tus.Config{})
 		loc := e.create("alice", "/", "m", 100)
+		e.mkdir("/sub")
+		wantStatus(t, "file f", e.req("alice", "POST", e.url(), map[string]string{"Upload-Length": "1",
+			"Upload-Metadata": meta("filename", "f"), "Content-Type": "application/offset+octet-stream"}, bytes.NewReader([]byte{1})), 201)
 		post := func(h map[string]string) (string, string, map[string]string) {
 			if _, ok := h["Upload-Length"]; !ok {
 				h["Upload-Length"] = "10"
@@ -297,6 +300,8 @@ func TestMalformedHeaders(t *testing.T) {
 			{"duplicate key", post, map[string]string{"Upload-Metadata": meta("filename", "a", "filename", "b")}, 400},
 			{"traversal folder", post, map[string]string{"Upload-Metadata": meta("filename", "a", "folder", "/../etc")}, 400},
 			{"missing folder", post, map[string]string{"Upload-Metadata": meta("filename", "a", "folder", "/nope")}, 409},
+			{"name taken by a folder", post, map[string]string{"Upload-Metadata": meta("filename", "sub")}, 409},
+			{"folder is a file", post, map[string]string{"Upload-Metadata": meta("filename", "a", "folder", "/f")}, 409},
 			{"folder and parentId", post, map[string]string{"Upload-Metadata": meta("filename", "a", "folder", "/", "parentId", "root")}, 400},
 			{"bad phi", post, map[string]string{"Upload-Metadata": meta("filename", "a", "phi", "maybe")}, 400},
 			{"negative length", post, map[string]string{"Upload-Length": "-5", "Upload-Metadata": meta("filename", "a")}, 400},

@@ -160,6 +160,14 @@ func (d *dataStore) NewUpload(ctx context.Context, info handler.FileInfo) (handl
 		rs.freshID = s.ID
 		return u, nil
 	}
+	if folder != nil && s.Name != "" {
+		// A folder taking the name would refuse the file only after all
+		// its bytes came; say so now. (A small upload finishing in this
+		// request learns it at the same cost from PutFile.)
+		if n, err := h.store.Repo.LiveByPath(ctx, model.JoinPath(folder.Path, s.Name)); err == nil && n.IsDir {
+			return nil, modelErr(fmt.Errorf("%w: a folder has that name", model.ErrConflict))
+		}
+	}
 	if err := h.insertSession(ctx, s); err != nil {
 		if info.IsFinal && errors.Is(err, model.ErrExists) {
 			return d.byConcatKey(ctx, ckey)
