@@ -210,17 +210,25 @@ func (s *Store) Open(ctx context.Context, key string) (blob.Reader, error) {
 		f.Close()
 		return nil, err
 	}
-	return &reader{File: f, size: fi.Size()}, nil
+	return &reader{f: f, size: fi.Size()}, nil
 }
 
 // reader is a committed blob file; committed blobs never change, so the
-// size taken at open stays true.
+// size taken at open stays true. It exposes only reading, plus
+// SyscallConn and WriteTo so that net/http can send it with sendfile.
 type reader struct {
-	*os.File
+	f    *os.File
 	size int64
 }
 
-func (r *reader) Size() int64 { return r.size }
+func (r *reader) Read(p []byte) (int, error)                { return r.f.Read(p) }
+func (r *reader) ReadAt(p []byte, off int64) (int, error)   { return r.f.ReadAt(p, off) }
+func (r *reader) Seek(off int64, whence int) (int64, error) { return r.f.Seek(off, whence) }
+func (r *reader) Close() error                              { return r.f.Close() }
+func (r *reader) Size() int64                               { return r.size }
+func (r *reader) WriteTo(w io.Writer) (int64, error)        { return r.f.WriteTo(w) }
+
+func (r *reader) SyscallConn() (syscall.RawConn, error) { return r.f.SyscallConn() }
 
 // Stat describes the committed blob. It returns blob.ErrInvalidKey and
 // blob.ErrNotFound.

@@ -3,9 +3,11 @@ package localblob
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/filegate/filegate/model/blob"
@@ -186,5 +188,26 @@ func TestCopyHardLinks(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(s.Root(), dirTmp)); len(entries) != 0 {
 		t.Fatalf("tmp/ not empty after copy: %v", entries)
+	}
+}
+
+// net/http sends a body with sendfile only if it is a syscall.Conn.
+func TestReaderOffersSendfile(t *testing.T) {
+	s := newStore(t)
+	w, _ := s.Create(t.Context(), "k")
+	w.Write([]byte("bytes"))
+	if _, err := w.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Open(t.Context(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, ok := r.(syscall.Conn); !ok {
+		t.Fatal("reader is not a syscall.Conn; downloads would not use sendfile")
+	}
+	if _, ok := r.(io.Writer); ok {
+		t.Fatal("reader of an immutable blob offers Write")
 	}
 }
