@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
 
@@ -22,6 +23,10 @@ import (
 // an upload's id is never seen by anyone before it is finished, so it
 // needs neither a row nor a shared lock.
 const fastMax = 1 << 20
+
+// touchEvery is how stale a running upload's row may get: its expiry
+// (TTL after the last touch) and the offset the pending listing shows.
+const touchEvery = 10 * time.Second
 
 var fastBufs = sync.Pool{New: func() any { b := make([]byte, fastMax); return &b }}
 
@@ -355,6 +360,13 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 	if n > 0 {
 		u.offset = offset + n
 		u.s.Offset = u.offset
+		// The row's offset and expiry need not follow every chunk: the
+		// blob has the offset, and finishing rewrites the row anyway.
+		last := !u.s.SizeDeferred && u.offset == u.s.Size
+		if last || time.Since(u.s.UpdatedAt) < touchEvery {
+			rs.expires = u.s.Expires()
+			return n, modelErr(err)
+		}
 		if terr := u.h.touch(context.WithoutCancel(ctx), u.s); terr != nil {
 			// The bytes are durable and the offset comes from the blob;
 			// only the expiry and the pending listing lag.
