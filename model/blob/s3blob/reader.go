@@ -1,0 +1,175 @@
+package s3blob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// reader reads a committed object with ranged GETs. Seek only moves the
+// offset; Read keeps one open GET while reads are sequential; ReadAt is
+// independent of both and safe to call concurrently.
+type reader struct {
+	ctx    context.Context
+	s      *Store
+	object string
+	etag   string
+	size   int64
+
+	off     int64
+	body    io.ReadCloser
+	bodyOff int64 // offset the open body reads next
+	closed  bool
+}
+
+func (r *reader) Size() int64 { return r.size }
+
+// get opens a GET for bytes [first, last] of the object, pinned to the
+// ETag seen at Open.
+func (r *reader) get(first, last int64) (io.ReadCloser, error) {
+	rng := fmt.Sprintf("bytes=%d-", first)
+	if last >= 0 {
+		rng = fmt.Sprintf("bytes=%d-%d", first, last)
+	}
+	in := &s3.GetObjectInput{Bucket: &r.s.bucket, Key: &r.object, Range: &rng}
+	if r.etag != "" {
+		in.IfMatch = &r.etag
+	}
+	out, err := r.s.c.GetObject(r.ctx, in)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return out.Body, nil
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	if r.closed {
+		return 0, errors.New("s3blob: read from closed reader")
+	}
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.body != nil && r.bodyOff != r.off {
+		r.body.Close()
+		r.body = nil
+	}
+	if r.body == nil {
+		b, err := r.get(r.off, -1)
+		if err != nil {
+			return 0, err
+		}
+		r.body, r.bodyOff = b, r.off
+	}
+	if rem := r.size - r.off; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	n, err := r.body.Read(p)
+	r.off += int64(n)
+	r.bodyOff = r.off
+	switch {
+	case err == io.EOF && r.off < r.size:
+		r.body.Close()
+		r.body = nil
+		if n > 0 {
+			return n, nil // the next Read opens a new GET
+		}
+		return 0, fmt.Errorf("s3blob: %s ended at %d of %d bytes: %w", r.object, r.off, r.size, io.ErrUnexpectedEOF)
+	case err == io.EOF:
+		r.body.Close()
+		r.body = nil
+		return n, nil
+	case err != nil:
+		r.body.Close()
+		r.body = nil
+		return n, mapErr(err)
+	}
+	return n, nil
+}
+
+// WriteTo streams the rest of the object to w with one GET and large
+// buffers, for io.Copy.
+func (r *reader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	buf := make([]byte, 256<<10)
+	for r.off < r.size {
+		n, err := r.Read(buf)
+		if n > 0 {
+			k, werr := w.Write(buf[:n])
+			total += int64(k)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (r *reader) Seek(offset int64, whence int) (int64, error) {
+	if r.closed {
+		return 0, errors.New("s3blob: seek on closed reader")
+	}
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = r.off + offset
+	case io.SeekEnd:
+		abs = r.size + offset
+	default:
+		return 0, errors.New("s3blob: invalid whence")
+	}
+	if abs < 0 {
+		return 0, errors.New("s3blob: negative position")
+	}
+	r.off = abs
+	return abs, nil
+}
+
+func (r *reader) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("s3blob: negative offset")
+	}
+	if off >= r.size {
+		return 0, io.EOF
+	}
+	want := min(int64(len(p)), r.size-off)
+	if want == 0 {
+		return 0, nil
+	}
+	body, err := r.get(off, off+want-1)
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	n, err := io.ReadFull(body, p[:want])
+	if err != nil {
+		return n, mapErr(err)
+	}
+	if want < int64(len(p)) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (r *reader) Close() error {
+	r.closed = true
+	if r.body != nil {
+		err := r.body.Close()
+		r.body = nil
+		return err
+	}
+	return nil
+}

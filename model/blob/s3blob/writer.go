@@ -1,0 +1,226 @@
+package s3blob
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/filegate/filegate/model/blob"
+)
+
+var (
+	errWriterDone = errors.New("s3blob: writer already committed or aborted")
+	errTooLarge   = errors.New("s3blob: blob exceeds the 10,000 parts of a multipart upload")
+)
+
+// writer streams a blob into part buffers; see the package doc.
+type writer struct {
+	s      *Store
+	ctx    context.Context // Create's, with cancel for Abort
+	cancel context.CancelFunc
+	key    string
+	object string
+	h      hash.Hash
+	size   int64
+
+	buf  *[]byte // the part being filled
+	fill int
+
+	uploadID string
+	next     int32         // number of the next part
+	sem      chan struct{} // one token per part in flight
+	wg       sync.WaitGroup
+
+	mu    sync.Mutex
+	parts []types.CompletedPart
+	err   error // first failed part upload
+
+	done bool
+}
+
+func newWriter(ctx context.Context, s *Store, key string) *writer {
+	ctx, cancel := context.WithCancel(ctx)
+	return &writer{
+		s: s, ctx: ctx, cancel: cancel, key: key, object: s.objectName(key),
+		h: hashOf(), next: 1, sem: make(chan struct{}, s.concurrency),
+	}
+}
+
+func (w *writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.done {
+		return 0, errWriterDone
+	}
+	if err := w.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := w.failed(); err != nil {
+		return 0, err
+	}
+	total := 0
+	for len(p) > 0 {
+		if w.buf == nil {
+			if w.next > maxParts {
+				return total, errTooLarge
+			}
+			w.buf = w.s.getBuf(w.s.partSizeOf(w.next))
+			w.fill = 0
+		}
+		k := copy((*w.buf)[w.fill:], p)
+		w.h.Write(p[:k])
+		w.fill += k
+		w.size += int64(k)
+		total += k
+		p = p[k:]
+		if w.fill == len(*w.buf) {
+			if err := w.sendPart(); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, nil
+}
+
+// sendPart hands the full buffer to an upload goroutine, starting the
+// multipart upload first if needed, and waits while Concurrency parts
+// are in flight.
+func (w *writer) sendPart() error {
+	if w.uploadID == "" {
+		out, err := w.s.c.CreateMultipartUpload(w.ctx, &s3.CreateMultipartUploadInput{Bucket: &w.s.bucket, Key: &w.object})
+		if err != nil {
+			return mapErr(err)
+		}
+		w.uploadID = aws.ToString(out.UploadId)
+		w.s.addLive(w.uploadID)
+	}
+	select {
+	case w.sem <- struct{}{}:
+	case <-w.ctx.Done():
+		return w.ctx.Err()
+	}
+	buf, n, num := w.buf, w.fill, w.next
+	w.buf, w.fill = nil, 0
+	w.next++
+	w.wg.Add(1)
+	go func() {
+		defer func() { w.s.putBuf(buf); <-w.sem; w.wg.Done() }()
+		out, err := w.s.c.UploadPart(w.ctx, &s3.UploadPartInput{
+			Bucket: &w.s.bucket, Key: &w.object, UploadId: &w.uploadID,
+			PartNumber: aws.Int32(num), ContentLength: aws.Int64(int64(n)),
+			Body: bytes.NewReader((*buf)[:n]),
+		})
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if err != nil {
+			if w.err == nil {
+				w.err = mapErr(err)
+				w.cancel() // no point sending the other parts
+			}
+			return
+		}
+		w.parts = append(w.parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag})
+	}()
+	return nil
+}
+
+// Commit sends what is buffered and makes the blob visible: one
+// PutObject for a blob under one part, CompleteMultipartUpload otherwise.
+// It returns blob.ErrUnavailable, ctx's error, or a part upload's error.
+func (w *writer) Commit(ctx context.Context) (blob.Info, error) {
+	if w.done {
+		return blob.Info{}, errWriterDone
+	}
+	if err := ctx.Err(); err != nil {
+		return blob.Info{}, err
+	}
+	if err := w.ctx.Err(); err != nil {
+		return blob.Info{}, err
+	}
+	sum := hex.EncodeToString(w.h.Sum(nil))
+	info := blob.Info{Size: w.size, SHA256: sum}
+	if w.uploadID == "" {
+		var body []byte
+		if w.buf != nil {
+			body = (*w.buf)[:w.fill]
+		}
+		_, err := w.s.c.PutObject(ctx, &s3.PutObjectInput{
+			Bucket: &w.s.bucket, Key: &w.object, ContentLength: aws.Int64(int64(len(body))),
+			Body: bytes.NewReader(body), Metadata: map[string]string{metaSHA256: sum},
+		})
+		if err != nil {
+			return blob.Info{}, mapErr(err)
+		}
+		w.finish()
+		info.ModTime = time.Now()
+		return info, nil
+	}
+	if w.fill > 0 {
+		if err := w.sendPart(); err != nil {
+			return blob.Info{}, err
+		}
+	}
+	w.wg.Wait()
+	if err := w.failed(); err != nil {
+		return blob.Info{}, err
+	}
+	sort.Slice(w.parts, func(i, j int) bool { return *w.parts[i].PartNumber < *w.parts[j].PartNumber })
+	_, err := w.s.c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: &w.s.bucket, Key: &w.object, UploadId: &w.uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: w.parts},
+	})
+	if err != nil {
+		return blob.Info{}, mapErr(err)
+	}
+	w.s.setTagSum(ctx, w.object, sum)
+	w.finish()
+	info.ModTime = time.Now()
+	return info, nil
+}
+
+// finish releases the writer after Commit.
+func (w *writer) finish() {
+	w.done = true
+	w.s.putBuf(w.buf)
+	w.buf = nil
+	if w.uploadID != "" {
+		w.s.dropLive(w.uploadID)
+	}
+	w.cancel()
+}
+
+// Abort stops the part uploads and aborts the multipart upload; after
+// Commit it does nothing. It returns blob.ErrUnavailable when the abort
+// cannot be sent (Sweep removes the upload later).
+func (w *writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.cancel()
+	w.wg.Wait()
+	w.s.putBuf(w.buf)
+	w.buf = nil
+	if w.uploadID == "" {
+		return nil
+	}
+	defer w.s.dropLive(w.uploadID)
+	if err := w.s.abortUpload(w.object, w.uploadID); err != nil {
+		return fmt.Errorf("s3blob: abort %q: %w", w.key, err)
+	}
+	return nil
+}
