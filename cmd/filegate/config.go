@@ -17,6 +17,7 @@ import (
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/blob"
 	"github.com/filegate/filegate/model/blob/localblob"
+	"github.com/filegate/filegate/model/blob/s3blob"
 	"github.com/filegate/filegate/policy"
 )
 
@@ -51,7 +52,7 @@ func (sf *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.databaseURL, "database-url", envString("database-url", ""),
 		"postgres://… or sqlite:///path.db; default SQLite in the data folder [FILEGATE_DATABASE_URL]")
 	fs.StringVar(&sf.blobURL, "blob-url", envString("blob-url", ""),
-		"blob store: file:///path or a folder path; default <data>/blobs [FILEGATE_BLOB_URL]")
+		"blob store: file:///path, a folder path, or s3://bucket/prefix?endpoint=…&region=…&path_style=true (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default <data>/blobs [FILEGATE_BLOB_URL]")
 }
 
 // opened is everything a command may need, opened from the store flags.
@@ -106,6 +107,12 @@ func (sf *storeFlags) openBlobs(ctx context.Context) (blob.Store, error) {
 		return localblob.New(filepath.Join(sf.data, "blobs"))
 	case strings.HasPrefix(u, "file://"):
 		return localblob.New(strings.TrimPrefix(u, "file://"))
+	case strings.HasPrefix(u, "s3://"):
+		cfg, err := s3blob.ParseURL(u)
+		if err != nil {
+			return nil, err
+		}
+		return s3blob.New(ctx, cfg)
 	case strings.Contains(u, "://"):
 		return nil, fmt.Errorf("unsupported blob URL scheme in %q", u)
 	}
