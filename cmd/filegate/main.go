@@ -27,6 +27,7 @@ Usage:
   filegate group add NAME | add-member GROUP USER | remove-member GROUP USER | list
   filegate apikey create USER [--label L] | revoke KEY_ID
   filegate audit verify                       check the audit trail's hash chain
+  filegate upload FILE... --to URL/FOLDER     resumable upload through the tus door
   filegate version
 
 Run "filegate COMMAND -h" for a command's flags.
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return groupCmd(ctx, rest, stdout, stderr)
 	case "apikey":
 		return apikeyCmd(ctx, rest, stdout, stderr)
+	case "upload":
+		return uploadCmd(ctx, rest, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "filegate", version)
 		return nil
