@@ -74,7 +74,7 @@ func NewLocker(db *bun.DB, lease time.Duration, log *slog.Logger) *Locker {
 	return l
 }
 
-// NewLock returns a lock on upload id; see handler.Locker.
+// NewLock returns a lock on upload id; see handler.Locker. It never fails.
 func (l *Locker) NewLock(id string) (handler.Lock, error) {
 	return &tusLock{l: l, id: id}, nil
 }

@@ -126,6 +126,8 @@ func (h *Handler) deleteSession(ctx context.Context, id string) error {
 
 // Pending lists the unfinished uploads of a subject, newest first, for
 // the files API's status filter: they are the files with status "new".
+// Partial uploads of a concatenation are not listed. It returns the
+// database's error.
 func (h *Handler) Pending(ctx context.Context, subject string) ([]*Session, error) {
 	var out []*Session
 	err := h.db.NewSelect().Model(&out).Where("us.owner = ?", subject).

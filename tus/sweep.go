@@ -10,7 +10,8 @@ import (
 // An upload locked by a running request is left for the next sweep, and
 // so is one whose expiry moved since it was listed. Published blobs that
 // no file refers to are left to the store's orphan sweep, which checks
-// the nodes first. It returns how many uploads it removed.
+// the nodes first. It returns how many uploads it removed, and the first
+// database or blob store error, which stops the sweep.
 func (h *Handler) Sweep(ctx context.Context, at time.Time) (int, error) {
 	removed := 0
 	after := ""
