@@ -304,7 +304,7 @@ func (f *File) Patch(patches []webdav.Proppatch) ([]webdav.Propstat, error) {
 			names = append(names, webdav.Property{XMLName: prop.XMLName})
 		}
 	}
-	if err := f.fs.props.patch(f.ctx, f.node.ID, ops); err != nil {
+	if err := f.fs.props.patch(f.ctx, f.node, ops); err != nil {
 		if errors.Is(err, model.ErrTooLarge) {
 			return []webdav.Propstat{{Status: 507, Props: names}}, nil
 		}

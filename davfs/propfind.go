@@ -2,6 +2,7 @@ package davfs
 
 import (
 	"context"
+	"database/sql"
 	"encoding/xml"
 	"errors"
 	"net/http"
@@ -31,15 +32,98 @@ func entryOf(n *model.Node) entry {
 		ModTime: n.ModTime, CreatedAt: n.CreatedAt}
 }
 
-// children lists a folder's live children with one query over the
-// (parent_id, name) index, reading only the columns a listing shows.
+// listingSQL reads the columns a listing shows, through the covering
+// index dav_listing (migration 20261123000400), so neither database
+// touches the table rows. Timestamps come back as text and are parsed by
+// parseDBTime, which is several times cheaper than the drivers' own.
+const listingSQL = "SELECT n.id, n.name, n.is_dir, n.size, n.mime_type, n.etag, " +
+	"CAST(n.mod_time AS TEXT), CAST(n.created_at AS TEXT) FROM nodes AS n " +
+	"WHERE n.parent_id = ? AND n.archived_at IS NULL AND n.status = 'completed' ORDER BY n.name"
+
+// children lists a folder's live children with one query.
 func (f *FS) children(ctx context.Context, parentID string) ([]entry, error) {
+	rows, err := f.db.QueryContext(ctx, listingSQL, parentID)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	defer rows.Close()
 	var out []entry
-	err := f.db.NewSelect().TableExpr("nodes AS n").
-		ColumnExpr("n.id, n.name, n.is_dir, n.size, n.mime_type, n.etag, n.mod_time, n.created_at").
-		Where("n.parent_id = ?", parentID).Where("n.archived_at IS NULL").Where("n.status = ?", model.StatusCompleted).
-		OrderExpr("n.name").Scan(ctx, &out)
-	return out, storeErr(err)
+	var mt, ct sql.RawBytes
+	for rows.Next() {
+		var e entry
+		if err := rows.Scan(&e.ID, &e.Name, &e.IsDir, &e.Size, &e.MimeType, &e.ETag, &mt, &ct); err != nil {
+			return nil, storeErr(err)
+		}
+		e.ModTime, e.CreatedAt = parseDBTime(mt), parseDBTime(ct)
+		out = append(out, e)
+	}
+	return out, storeErr(rows.Err())
+}
+
+// parseDBTime parses a timestamp as the databases print it:
+// "2006-01-02 15:04:05[.fraction][Z|±hh[:mm]]" (SQLite text as Bun writes
+// it, PostgreSQL's ISO output), with "T" accepted for the space. Anything
+// else gives the zero time.
+func parseDBTime(b []byte) time.Time {
+	num := func(s []byte) (int, bool) {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, len(s) > 0
+	}
+	if len(b) < 19 || b[4] != '-' || b[7] != '-' || (b[10] != ' ' && b[10] != 'T') || b[13] != ':' || b[16] != ':' {
+		return time.Time{}
+	}
+	y, ok1 := num(b[0:4])
+	mo, ok2 := num(b[5:7])
+	d, ok3 := num(b[8:10])
+	h, ok4 := num(b[11:13])
+	mi, ok5 := num(b[14:16])
+	s, ok6 := num(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		return time.Time{}
+	}
+	rest := b[19:]
+	nsec := 0
+	if len(rest) > 0 && rest[0] == '.' {
+		i := 1
+		scale := 100000000
+		for ; i < len(rest) && rest[i] >= '0' && rest[i] <= '9'; i++ {
+			nsec += int(rest[i]-'0') * scale
+			scale /= 10
+		}
+		rest = rest[i:]
+	}
+	offset := 0
+	switch {
+	case len(rest) == 0, len(rest) == 1 && rest[0] == 'Z':
+	case rest[0] == '+' || rest[0] == '-':
+		oh, ok := num(rest[1:min(3, len(rest))])
+		if !ok {
+			return time.Time{}
+		}
+		om := 0
+		if len(rest) > 3 {
+			tail := rest[3:]
+			if tail[0] == ':' {
+				tail = tail[1:]
+			}
+			if om, ok = num(tail); !ok {
+				return time.Time{}
+			}
+		}
+		offset = oh*3600 + om*60
+		if rest[0] == '-' {
+			offset = -offset
+		}
+	default:
+		return time.Time{}
+	}
+	return time.Date(y, time.Month(mo), d, h, mi, s, nsec, time.UTC).Add(-time.Duration(offset) * time.Second)
 }
 
 // usedBytes sums the sizes of the live files below a folder, for RFC 4331
@@ -454,7 +538,7 @@ func (h *Handler) proppatch(q *request) {
 			}
 		}
 	} else {
-		if err := h.fs.props.patch(q.ctx, n.ID, dead); err != nil {
+		if err := h.fs.props.patch(q.ctx, n, dead); err != nil {
 			if !errors.Is(err, model.ErrTooLarge) {
 				h.fail(q, err)
 				return

@@ -26,11 +26,12 @@ const (
 type deadProp struct {
 	bun.BaseModel `bun:"table:dead_props"`
 
-	NodeID string `bun:"node_id,pk"`
-	NS     string `bun:"ns,pk"`
-	Name   string `bun:"name,pk"`
-	Lang   string `bun:"lang"`
-	Value  string `bun:"value"`
+	NodeID   string `bun:"node_id,pk"`
+	ParentID string `bun:"parent_id"`
+	NS       string `bun:"ns,pk"`
+	Name     string `bun:"name,pk"`
+	Lang     string `bun:"lang"`
+	Value    string `bun:"value"`
 }
 
 func (d *deadProp) property() webdav.Property {
@@ -63,14 +64,12 @@ func (s *propStore) get(ctx context.Context, nodeID string) ([]webdav.Property, 
 	return out, nil
 }
 
-// ofChildren returns the dead properties of a folder's live children, by
-// node id, in one query, so a Depth 1 allprop listing costs one query
-// however many children there are.
+// ofChildren returns the dead properties of a folder's children, by node
+// id, with one range over the parent_id index: a listing pays for the
+// properties that exist, not for the children it has.
 func (s *propStore) ofChildren(ctx context.Context, parentID string) (map[string][]webdav.Property, error) {
 	var rows []deadProp
-	err := s.db.NewSelect().Model(&rows).
-		Where("node_id IN (SELECT id FROM nodes WHERE parent_id = ? AND archived_at IS NULL)", parentID).
-		OrderExpr("node_id, ns, name").Scan(ctx)
+	err := s.db.NewSelect().Model(&rows).Where("parent_id = ?", parentID).OrderExpr("node_id, ns, name").Scan(ctx)
 	if err != nil {
 		return nil, storeErr(err)
 	}
@@ -84,7 +83,8 @@ func (s *propStore) ofChildren(ctx context.Context, parentID string) (map[string
 // patch applies ops in order in one transaction. It returns
 // model.ErrTooLarge when a value or the number of properties exceeds the
 // limits, and changes nothing then.
-func (s *propStore) patch(ctx context.Context, nodeID string, ops []patchOp) error {
+func (s *propStore) patch(ctx context.Context, n *model.Node, ops []patchOp) error {
+	nodeID := n.ID
 	for _, op := range ops {
 		if len(op.value) > maxPropValueSize {
 			return fmt.Errorf("%w: property value over %d bytes", model.ErrTooLarge, maxPropValueSize)
@@ -99,7 +99,7 @@ func (s *propStore) patch(ctx context.Context, nodeID string, ops []patchOp) err
 			if op.remove {
 				continue
 			}
-			row := &deadProp{NodeID: nodeID, NS: op.name.Space, Name: op.name.Local, Lang: op.lang, Value: string(op.value)}
+			row := &deadProp{NodeID: nodeID, ParentID: n.ParentID, NS: op.name.Space, Name: op.name.Local, Lang: op.lang, Value: string(op.value)}
 			if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
 				return err
 			}
@@ -119,6 +119,7 @@ func (s *propStore) patch(ctx context.Context, nodeID string, ops []patchOp) err
 // nodes (by relative path) of dst's subtree, after Store.Copy made them.
 func (s *propStore) copyTree(ctx context.Context, repo *model.Repo, src, dst *model.Node) error {
 	pairs := map[string]string{src.ID: dst.ID}
+	parents := map[string]string{dst.ID: dst.ParentID}
 	if src.IsDir && dst.IsDir {
 		from, err := repo.Subtree(ctx, src)
 		if err != nil {
@@ -136,6 +137,9 @@ func (s *propStore) copyTree(ctx context.Context, repo *model.Repo, src, dst *mo
 			if id, ok := byRel[n.Path[len(src.Path):]]; ok {
 				pairs[n.ID] = id
 			}
+		}
+		for _, n := range to {
+			parents[n.ID] = n.ParentID
 		}
 	}
 	ids := make([]string, 0, len(pairs))
@@ -157,6 +161,7 @@ func (s *propStore) copyTree(ctx context.Context, repo *model.Repo, src, dst *mo
 	}
 	for i := range rows {
 		rows[i].NodeID = pairs[rows[i].NodeID]
+		rows[i].ParentID = parents[rows[i].NodeID]
 	}
 	_, err := s.db.NewInsert().Model(&rows).Exec(ctx)
 	return storeErr(err)
