@@ -2,7 +2,10 @@ package s3blob
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -69,4 +72,31 @@ func TestConformanceMinimumParts(t *testing.T) {
 		cfg.Concurrency = 3
 		return open(t, cfg)
 	})
+}
+
+func sha256Of(t *testing.T, r io.Reader) string {
+	t.Helper()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// put commits the bytes of r under key.
+func put(t *testing.T, s *Store, key string, r io.Reader) blob.Info {
+	t.Helper()
+	w, err := s.Create(t.Context(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	if _, err := io.Copy(w, r); err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.Commit(t.Context())
+	if err != nil {
+		t.Fatalf("Commit(%q): %v", key, err)
+	}
+	return info
 }
