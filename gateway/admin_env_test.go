@@ -231,3 +231,11 @@ func (e *admEnv) auditRows() []model.AuditEntry {
 	}
 	return rows
 }
+
+// doRaw sends body as is; its Content-Type comes from q.header (text/csv
+// when unset).
+func (e *admEnv) doRaw(q admReq, body string) admResp {
+	e.t.Helper()
+	q.body = body
+	return e.do(q)
+}
