@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/webdav"
@@ -40,24 +41,36 @@ const listingSQL = "SELECT n.id, n.name, n.is_dir, n.size, n.mime_type, n.etag, 
 	"CAST(n.mod_time AS TEXT), CAST(n.created_at AS TEXT) FROM nodes AS n " +
 	"WHERE n.parent_id = ? AND n.archived_at IS NULL AND n.status = 'completed' ORDER BY n.name"
 
-// children lists a folder's live children with one query.
-func (f *FS) children(ctx context.Context, parentID string) ([]entry, error) {
+// children lists a folder's live children with one query. The rows land
+// in fixed-size blocks, so a folder of 20,000 never copies a growing
+// slice.
+func (f *FS) children(ctx context.Context, parentID string) ([][]entry, error) {
 	rows, err := f.db.QueryContext(ctx, listingSQL, parentID)
 	if err != nil {
 		return nil, storeErr(err)
 	}
 	defer rows.Close()
-	var out []entry
+	var blocks [][]entry
+	var cur []entry
 	var mt, ct sql.RawBytes
 	for rows.Next() {
-		var e entry
+		if len(cur) == cap(cur) {
+			if len(cur) > 0 {
+				blocks = append(blocks, cur)
+			}
+			cur = make([]entry, 0, 1024)
+		}
+		cur = cur[:len(cur)+1]
+		e := &cur[len(cur)-1]
 		if err := rows.Scan(&e.ID, &e.Name, &e.IsDir, &e.Size, &e.MimeType, &e.ETag, &mt, &ct); err != nil {
 			return nil, storeErr(err)
 		}
 		e.ModTime, e.CreatedAt = parseDBTime(mt), parseDBTime(ct)
-		out = append(out, e)
 	}
-	return out, storeErr(rows.Err())
+	if len(cur) > 0 {
+		blocks = append(blocks, cur)
+	}
+	return blocks, storeErr(rows.Err())
 }
 
 // parseDBTime parses a timestamp as the databases print it:
@@ -210,13 +223,6 @@ func (h *Handler) propfind(q *request) {
 		h.fail(q, err)
 		return
 	}
-	var kids []entry
-	if n.IsDir && depth == 1 {
-		if kids, err = h.fs.children(q.ctx, n.ID); err != nil {
-			h.fail(q, err)
-			return
-		}
-	}
 	l := &listing{h: h, q: q, req: req}
 	wantDead := req.kind != findProp
 	wantLocks := req.kind == findAllProp
@@ -232,39 +238,43 @@ func (h *Handler) propfind(q *request) {
 			wantDead = true
 		}
 	}
-	var selfDead []webdav.Property
-	var kidDead map[string][]webdav.Property
+	// The three reads are independent; running them side by side makes a
+	// listing cost the slowest query, not the sum of round trips.
+	listChildren := n.IsDir && depth == 1
+	var kids [][]entry
+	var dead map[string][]webdav.Property
+	var errs [3]error
+	var wg sync.WaitGroup
+	if listChildren {
+		wg.Go(func() { kids, errs[0] = h.fs.children(q.ctx, n.ID) })
+	}
 	if wantDead {
-		if selfDead, err = h.fs.props.get(q.ctx, n.ID); err != nil {
-			h.fail(q, err)
-			return
-		}
-		if len(kids) > 0 {
-			if kidDead, err = h.fs.props.ofChildren(q.ctx, n.ID); err != nil {
-				h.fail(q, err)
-				return
-			}
-		}
+		wg.Go(func() { dead, errs[1] = h.fs.props.around(q.ctx, n.ID, listChildren) })
 	}
 	if wantLocks {
 		var below []string
-		if len(kids) > 0 {
+		if listChildren {
 			below = []string{q.path}
 		}
-		if l.locks, err = h.fs.locks.Around(q.ctx, []string{q.path}, below); err != nil {
-			h.fail(q, err)
-			return
-		}
+		wg.Go(func() { l.locks, errs[2] = h.fs.locks.Around(q.ctx, []string{q.path}, below) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		h.fail(q, err)
+		return
 	}
 	hideApple := !isMacClient(q.r)
 	l.m = newMultistatus(q.w)
-	l.response(q.path, entryOf(n), n.Lineage, selfDead)
-	for i := range kids {
-		k := &kids[i]
-		if hideApple && hiddenFromListing(k.Name) {
-			continue
+	self := entryOf(n)
+	l.response(q.path, &self, n.Lineage, dead[n.ID])
+	for _, block := range kids {
+		for i := range block {
+			k := &block[i]
+			if hideApple && hiddenFromListing(k.Name) {
+				continue
+			}
+			l.response(model.JoinPath(q.path, k.Name), k, n.Lineage+"/"+k.ID, dead[k.ID])
 		}
-		l.response(model.JoinPath(q.path, k.Name), *k, n.Lineage+"/"+k.ID, kidDead[k.ID])
 	}
 	if err := l.m.close(); err != nil && !errors.Is(err, context.Canceled) {
 		h.log.Debug("propfind write", "err", err)
@@ -279,7 +289,7 @@ func isMacClient(r *http.Request) bool {
 }
 
 // response writes one D:response for the node at p.
-func (l *listing) response(p string, e entry, lineage string, dead []webdav.Property) {
+func (l *listing) response(p string, e *entry, lineage string, dead []webdav.Property) {
 	m := l.m
 	m.bw.WriteString("<D:response>")
 	m.href(l.h.cfg.Prefix, p, e.IsDir)
@@ -368,7 +378,7 @@ func findDead(dead []webdav.Property, name xml.Name) (webdav.Property, bool) {
 // property (a folder's content length, say). A property found missing
 // mid-stream is written only when the element has not started, so the
 // caller can still list it under 404.
-func (l *listing) live(name xml.Name, p string, e entry, lineage string) bool {
+func (l *listing) live(name xml.Name, p string, e *entry, lineage string) bool {
 	m := l.m
 	bw := m.bw
 	switch name {

@@ -64,13 +64,16 @@ func (s *propStore) get(ctx context.Context, nodeID string) ([]webdav.Property, 
 	return out, nil
 }
 
-// ofChildren returns the dead properties of a folder's children, by node
-// id, with one range over the parent_id index: a listing pays for the
-// properties that exist, not for the children it has.
-func (s *propStore) ofChildren(ctx context.Context, parentID string) (map[string][]webdav.Property, error) {
+// around returns the dead properties of a node and, with children, of
+// its children, by node id, in one query over the two indexes: a listing
+// pays for the properties that exist, not for the children it has.
+func (s *propStore) around(ctx context.Context, nodeID string, children bool) (map[string][]webdav.Property, error) {
 	var rows []deadProp
-	err := s.db.NewSelect().Model(&rows).Where("parent_id = ?", parentID).OrderExpr("node_id, ns, name").Scan(ctx)
-	if err != nil {
+	q := s.db.NewSelect().Model(&rows).Where("node_id = ?", nodeID)
+	if children {
+		q = q.WhereOr("parent_id = ?", nodeID)
+	}
+	if err := q.OrderExpr("node_id, ns, name").Scan(ctx); err != nil {
 		return nil, storeErr(err)
 	}
 	out := map[string][]webdav.Property{}
