@@ -47,8 +47,45 @@ type admin struct {
 // (/admin/) behind authentication. Call it once, after New. It returns an
 // error when d.Policy is missing.
 func (s *Server) MountAdmin(d AdminDeps) error {
+	ad, err := s.newAdmin(d)
+	if err != nil {
+		return err
+	}
+	for _, rt := range ad.routes() {
+		s.Handle(rt.pattern, ad.adminsOnly(rt.h))
+	}
+	s.Handle("GET /admin/session", http.HandlerFunc(ad.getSession))
+	s.Handle("POST /admin/session", http.HandlerFunc(ad.signIn))
+	s.Handle("DELETE /admin/session", http.HandlerFunc(ad.signOut))
+	s.Handle("GET /admin/", adminPage())
+	return nil
+}
+
+// LocalAdmin returns the administration API as a handler for `filegate
+// policy` working straight on the database: the same validation,
+// guardrails, what-if and audit as MountAdmin's, for an operator who
+// already holds the database. Its requests are not authenticated; they act
+// as subject (e.g. "cli:alice", recorded in the audit trail) without the
+// admin check, so it must never be served on a listener. It returns an
+// error when d.Policy is missing.
+func (s *Server) LocalAdmin(d AdminDeps, subject string) (http.Handler, error) {
+	ad, err := s.newAdmin(d)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	for _, rt := range ad.routes() {
+		mux.Handle(rt.pattern, rt.h)
+	}
+	p := Principal{Subject: subject, Method: "local"}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	}), nil
+}
+
+func (s *Server) newAdmin(d AdminDeps) (*admin, error) {
 	if d.Policy == nil {
-		return errors.New("gateway: the admin API needs the policy authorizer")
+		return nil, errors.New("gateway: the admin API needs the policy authorizer")
 	}
 	if d.Audit == nil {
 		d.Audit = model.NewAuditLog(s.repo.DB())
@@ -56,11 +93,16 @@ func (s *Server) MountAdmin(d AdminDeps) error {
 	if d.SessionTTL <= 0 {
 		d.SessionTTL = 8 * time.Hour
 	}
-	ad := &admin{s: s, pol: d.Policy, audit: d.Audit, ttl: d.SessionTTL}
-	api := []struct {
-		pattern string
-		h       http.HandlerFunc
-	}{
+	return &admin{s: s, pol: d.Policy, audit: d.Audit, ttl: d.SessionTTL}, nil
+}
+
+type adminRoute struct {
+	pattern string
+	h       http.HandlerFunc
+}
+
+func (ad *admin) routes() []adminRoute {
+	return []adminRoute{
 		{"GET /api/v1/policies", ad.listPolicies},
 		{"POST /api/v1/policies", ad.applyBatch},
 		{"GET /api/v1/policies/export", ad.exportPolicies},
@@ -75,14 +117,6 @@ func (s *Server) MountAdmin(d AdminDeps) error {
 		{"POST /api/v1/groups/{name}/members", ad.addMember},
 		{"DELETE /api/v1/groups/{name}/members/{member}", ad.removeMember},
 	}
-	for _, rt := range api {
-		s.Handle(rt.pattern, ad.adminsOnly(rt.h))
-	}
-	s.Handle("GET /admin/session", http.HandlerFunc(ad.getSession))
-	s.Handle("POST /admin/session", http.HandlerFunc(ad.signIn))
-	s.Handle("DELETE /admin/session", http.HandlerFunc(ad.signOut))
-	s.Handle("GET /admin/", adminPage())
-	return nil
 }
 
 // uiHeader marks requests made by the admin page's script: they get a
@@ -163,11 +197,15 @@ func sameSite(r *http.Request) bool {
 	return true
 }
 
-// errBadRequest marks a malformed admin request; its message is shown.
-var errBadRequest = fmt.Errorf("%w: bad request", model.ErrInvalid)
+// badRequestError is a malformed admin request; it is model.ErrInvalid
+// (400) and its message, which only quotes the request, is shown.
+type badRequestError struct{ msg string }
+
+func (e *badRequestError) Error() string { return e.msg }
+func (e *badRequestError) Unwrap() error { return model.ErrInvalid }
 
 func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+	return &badRequestError{fmt.Sprintf(format, args...)}
 }
 
 // adminErrorBody is writeJSONError's shape plus the guardrails' risks.
@@ -191,7 +229,7 @@ func (ad *admin) fail(w http.ResponseWriter, r *http.Request, err error, risks [
 		b.Error.Message = "Refused: " + err.Error() + ". Make someone else an administrator first."
 	case errors.Is(err, policy.ErrUnsafe):
 		status, b.Error.Code = http.StatusConflict, "unsafe"
-		b.Error.Message = "Refused: " + err.Error() + ". Send force=true to apply it anyway."
+		b.Error.Message = "Refused: " + err.Error() + ". Apply it with force (force=true) to go ahead."
 		b.Error.Risks = risks
 	case errors.Is(err, policy.ErrInvalid), errors.Is(err, model.ErrInvalid):
 		b.Error.Code, b.Error.Message = "invalid", err.Error()

@@ -25,6 +25,7 @@ Usage:
   filegate user add NAME [--admin] [--password-stdin]
   filegate user list | passwd NAME [--password-stdin] | disable NAME | enable NAME
   filegate group add NAME | add-member GROUP USER | remove-member GROUP USER | list
+  filegate policy list|add|remove|what-if|explain|import|export   (see filegate policy)
   filegate apikey create USER [--label L] | revoke KEY_ID
   filegate audit verify                       check the audit trail's hash chain
   filegate upload FILE... --to URL/FOLDER     resumable upload through the tus door
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return userCmd(ctx, rest, stdin, stdout, stderr)
 	case "group":
 		return groupCmd(ctx, rest, stdout, stderr)
+	case "policy":
+		return policyCmd(ctx, rest, stdin, stdout, stderr)
 	case "apikey":
 		return apikeyCmd(ctx, rest, stdout, stderr)
 	case "upload":
