@@ -219,6 +219,7 @@ func (s *Store) saveState(ctx context.Context, id string, st *pstate, h hash.Has
 	in := &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: &object, Body: bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))), ContentType: aws.String("application/json"),
+		ChecksumCRC32: crc32Of(body),
 	}
 	if st.etag != "" {
 		in.IfMatch = aws.String(st.etag)
@@ -403,7 +404,9 @@ func (a *appender) sendPart() error {
 	}
 	if a.st.UploadID == "" {
 		object := a.s.dataName(a.id)
-		out, err := a.s.c.CreateMultipartUpload(a.dctx, &s3.CreateMultipartUploadInput{Bucket: &a.s.bucket, Key: &object})
+		out, err := a.s.c.CreateMultipartUpload(a.dctx, &s3.CreateMultipartUploadInput{
+			Bucket: &a.s.bucket, Key: &object, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+		})
 		if err != nil {
 			return mapErr(err)
 		}
@@ -423,7 +426,7 @@ func (a *appender) sendPart() error {
 		_, err := a.s.c.UploadPart(a.dctx, &s3.UploadPartInput{
 			Bucket: &a.s.bucket, Key: &object, UploadId: &a.st.UploadID,
 			PartNumber: aws.Int32(num), ContentLength: aws.Int64(int64(n)),
-			Body: bytes.NewReader((*buf)[:n]),
+			Body: bytes.NewReader((*buf)[:n]), ChecksumCRC32: crc32Of((*buf)[:n]),
 		})
 		if err != nil {
 			a.mu.Lock()
@@ -450,7 +453,7 @@ func (a *appender) finish(size int64) error {
 		body := (*a.buf)[a.reserved:a.fill]
 		out, err := a.s.c.PutObject(a.dctx, &s3.PutObjectInput{
 			Bucket: &a.s.bucket, Key: &object, Body: bytes.NewReader(body),
-			ContentLength: aws.Int64(int64(len(body))),
+			ContentLength: aws.Int64(int64(len(body))), ChecksumCRC32: crc32Of(body),
 		})
 		if err != nil {
 			return mapErr(err)
@@ -598,6 +601,7 @@ func (s *Store) publishStaged(ctx context.Context, id string, st *pstate, object
 	_, err := s.c.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: &object, Body: bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))), Metadata: map[string]string{metaSHA256: sum},
+		ChecksumCRC32: crc32Of(body),
 	})
 	if err != nil {
 		return time.Time{}, mapErr(err)
@@ -637,6 +641,7 @@ func (s *Store) assemble(ctx context.Context, id string, st *pstate) error {
 		_, err := s.c.UploadPart(ctx, &s3.UploadPartInput{
 			Bucket: &s.bucket, Key: &data, UploadId: &st.UploadID, PartNumber: aws.Int32(last),
 			ContentLength: aws.Int64(int64(len(body))), Body: bytes.NewReader(body),
+			ChecksumCRC32: crc32Of(body),
 		})
 		if err != nil {
 			return s.assembledAlready(ctx, id, st, err)
@@ -654,7 +659,7 @@ func (s *Store) assemble(ctx context.Context, id string, st *pstate) error {
 	}
 	done := make([]types.CompletedPart, len(parts))
 	for i, p := range parts {
-		done[i] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag}
+		done[i] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag, ChecksumCRC32: p.ChecksumCRC32}
 	}
 	_, err = s.c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &s.bucket, Key: &data, UploadId: &st.UploadID,

@@ -178,7 +178,7 @@ func TestCrashKeepsAcknowledgedBytes(t *testing.T) {
 	}
 	done := make([]types.CompletedPart, len(parts))
 	for i, p := range parts {
-		done[i] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag}
+		done[i] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag, ChecksumCRC32: p.ChecksumCRC32}
 	}
 	if _, err := s3i.c.CompleteMultipartUpload(t.Context(), &s3.CompleteMultipartUploadInput{Bucket: &s3i.bucket,
 		Key: &data, UploadId: &st.UploadID, MultipartUpload: &types.CompletedMultipartUpload{Parts: done}}); err != nil {

@@ -101,7 +101,9 @@ func (w *writer) Write(p []byte) (int, error) {
 // are in flight.
 func (w *writer) sendPart() error {
 	if w.uploadID == "" {
-		out, err := w.s.c.CreateMultipartUpload(w.ctx, &s3.CreateMultipartUploadInput{Bucket: &w.s.bucket, Key: &w.object})
+		out, err := w.s.c.CreateMultipartUpload(w.ctx, &s3.CreateMultipartUploadInput{
+			Bucket: &w.s.bucket, Key: &w.object, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
+		})
 		if err != nil {
 			return mapErr(err)
 		}
@@ -119,10 +121,11 @@ func (w *writer) sendPart() error {
 	w.wg.Add(1)
 	go func() {
 		defer func() { w.s.putBuf(buf); <-w.sem; w.wg.Done() }()
+		sum := crc32Of((*buf)[:n])
 		out, err := w.s.c.UploadPart(w.ctx, &s3.UploadPartInput{
 			Bucket: &w.s.bucket, Key: &w.object, UploadId: &w.uploadID,
 			PartNumber: aws.Int32(num), ContentLength: aws.Int64(int64(n)),
-			Body: bytes.NewReader((*buf)[:n]),
+			Body: bytes.NewReader((*buf)[:n]), ChecksumCRC32: sum,
 		})
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -133,7 +136,7 @@ func (w *writer) sendPart() error {
 			}
 			return
 		}
-		w.parts = append(w.parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag})
+		w.parts = append(w.parts, types.CompletedPart{PartNumber: aws.Int32(num), ETag: out.ETag, ChecksumCRC32: sum})
 	}()
 	return nil
 }
@@ -160,7 +163,7 @@ func (w *writer) Commit(ctx context.Context) (blob.Info, error) {
 		}
 		_, err := w.s.c.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &w.s.bucket, Key: &w.object, ContentLength: aws.Int64(int64(len(body))),
-			Body: bytes.NewReader(body), Metadata: map[string]string{metaSHA256: sum},
+			Body: bytes.NewReader(body), Metadata: map[string]string{metaSHA256: sum}, ChecksumCRC32: crc32Of(body),
 		})
 		if err != nil {
 			return blob.Info{}, mapErr(err)
