@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 	"testing"
 
 	"github.com/uptrace/bun"
@@ -36,6 +38,8 @@ type env struct {
 	authz *policy.Authorizer
 	fs    *davfs.FS
 	root  *model.Node
+
+	finished atomic.Int64
 }
 
 const prefix = "/dav"
@@ -59,18 +63,41 @@ func newEnv(t testing.TB, db *bun.DB) *env {
 		Decide: func(ctx context.Context, sub, act, obj string) bool { return authz.Decide(ctx, sub, act, obj).Allowed },
 	})
 	mux := http.NewServeMux()
-	mux.Handle(prefix+"/", basicAuth(repo, h))
+	e := &env{t: t, db: db, repo: repo, store: store, authz: authz, fs: fs}
+	mux.Handle(prefix+"/", e.track(basicAuth(repo, h)))
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
 	root, err := repo.LiveByPath(ctx, "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ts: ts, db: db, repo: repo, store: store, authz: authz, fs: fs, root: root}
+	e.ts, e.root = ts, root
+	return e
 }
 
-// basicAuth puts the Actor of valid Basic credentials in the context;
-// no credentials give the anonymous actor and wrong ones a 401.
+// track counts finished requests, so a test that cut a connection can
+// wait until the handler has finished with it.
+func (e *env) track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer e.finished.Add(1)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// waitFinished waits until n requests have finished in all.
+func (e *env) waitFinished(n int64) {
+	deadline := time.Now().Add(30 * time.Second)
+	for e.finished.Load() < n {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("only %d of %d requests finished", e.finished.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// basicAuth puts the Actor of valid Basic credentials (a user's password,
+// or a file token as password) in the context; no credentials give the
+// anonymous actor and wrong ones a 401.
 func basicAuth(repo *model.Repo, next http.Handler) http.Handler {
 	var mu sync.Mutex
 	verified := map[[2]string]*model.User{} // argon2id is slow; tests log in thousands of times
@@ -78,6 +105,16 @@ func basicAuth(repo *model.Repo, next http.Handler) http.Handler {
 		name, pass, ok := r.BasicAuth()
 		if !ok {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if strings.HasPrefix(pass, model.TokenPrefix+"_") {
+			tok, err := repo.TokenByCredential(r.Context(), pass)
+			if err != nil {
+				http.Error(w, "bad token", http.StatusUnauthorized)
+				return
+			}
+			ctx := davfs.WithActor(r.Context(), davfs.Actor{Subject: "token:" + tok.ID, ID: "token:" + tok.ID})
+			next.ServeHTTP(w, r.WithContext(ctx))
 			return
 		}
 		mu.Lock()
@@ -121,6 +158,25 @@ func (e *env) admin(name string) auth {
 	e.user(name, name+"-password")
 	e.grant(policy.User(name), policy.LevelFull, e.root)
 	return auth{user: name, pass: name + "-password"}
+}
+
+// token makes a file token of level ("read" or "full") on n, grants it,
+// and returns the auth that presents it.
+func (e *env) token(n *model.Node, level string) auth {
+	e.t.Helper()
+	ctx := context.Background()
+	var cred string
+	var tok *model.FileToken
+	err := e.repo.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		tok, cred, err = e.repo.InsertToken(ctx, tx, n.ID, level, "", nil)
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.grant(policy.Token(tok.ID), policy.Level(level), n)
+	return auth{user: "token", pass: cred}
 }
 
 func (e *env) folder(parent *model.Node, name string) *model.Node {

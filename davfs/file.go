@@ -109,7 +109,14 @@ type writeState struct {
 func newWriteFile(ctx context.Context, f *FS, parent *model.Node, name string, existing *model.Node) *File {
 	pr, pw := io.Pipe()
 	ws := &writeState{pw: pw, done: make(chan error, 1)}
-	file := &File{fs: f, ctx: ctx, node: existing, w: ws}
+	// The node is a placeholder until Close: x/net/webdav's PUT takes Stat
+	// before Close and reads the ETag from it after, so Close fills the
+	// same value in with the committed node.
+	pending := &model.Node{Name: name, Path: model.JoinPath(parent.Path, name)}
+	if existing != nil {
+		*pending = *existing
+	}
+	file := &File{fs: f, ctx: ctx, node: pending, w: ws}
 	go func() {
 		n, _, err := f.store.Put(ctx, model.PutRequest{Parent: parent, Name: name, Body: pr, Actor: ActorFrom(ctx).ID})
 		pr.CloseWithError(err) // unblocks a writer if Put gave up early
@@ -142,7 +149,7 @@ func (f *File) Close() error {
 	f.w.pw.Close()
 	err := <-f.w.done
 	if err == nil {
-		f.node = f.w.node
+		*f.node = *f.w.node
 	}
 	return err
 }

@@ -87,16 +87,17 @@ func New(store *model.Store, locks *LockSystem, log *slog.Logger) *FS {
 func (f *FS) Locks() *LockSystem { return f.locks }
 
 // pathError turns a model error into the *fs.PathError x/net/webdav
-// inspects with os.IsNotExist and os.IsExist, keeping the sentinel
-// reachable through errors.Is.
+// inspects with os.IsNotExist and os.IsExist, which compare the wrapped
+// error itself, so not-found and exists become fs.ErrNotExist and
+// fs.ErrExist (errors.Is(err, fs.ErrNotExist) holds).
 func pathError(op, name string, err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, model.ErrNotFound):
-		return &fs.PathError{Op: op, Path: name, Err: errors.Join(fs.ErrNotExist, err)}
+		return &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 	case errors.Is(err, model.ErrExists):
-		return &fs.PathError{Op: op, Path: name, Err: errors.Join(fs.ErrExist, err)}
+		return &fs.PathError{Op: op, Path: name, Err: fs.ErrExist}
 	}
 	return &fs.PathError{Op: op, Path: name, Err: err}
 }
@@ -138,8 +139,8 @@ func (f *FS) Stat(ctx context.Context, name string) (os.FileInfo, error) {
 }
 
 // Mkdir creates the folder name; its parent must exist. It returns errors
-// satisfying os.IsExist and os.IsNotExist, and model.ErrConflict when the
-// parent is a file.
+// satisfying os.IsExist and os.IsNotExist, and one wrapping
+// model.ErrConflict when the parent is a file.
 func (f *FS) Mkdir(ctx context.Context, name string, _ os.FileMode) error {
 	p, err := model.CleanPath(name)
 	if err != nil {
