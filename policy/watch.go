@@ -69,11 +69,14 @@ func (a *Authorizer) listen(ctx context.Context) {
 // when the log does not reach back that far. Run calls it; tools may call
 // it directly. It returns the database's error.
 func (a *Authorizer) Sync(ctx context.Context) error {
+	// Memory's revision first: a local Apply that commits between the two
+	// reads then looks like a revision ahead of memory (applied from the
+	// log), not like the database going back (a forced reload).
+	cur := a.Revision()
 	dbRev, err := readRevision(ctx, a.db)
 	if err != nil {
 		return err
 	}
-	cur := a.Revision()
 	switch {
 	case dbRev == cur:
 		return nil
