@@ -31,6 +31,7 @@ type admEnv struct {
 	db      *bun.DB
 	repo    *model.Repo
 	authz   *policy.Authorizer
+	store   *model.Store
 	rootKey string
 	reports *model.Node
 	aTxt    *model.Node
@@ -41,9 +42,18 @@ const admPassword = "correct horse battery"
 
 func newAdmEnv(t testing.TB, db *bun.DB) *admEnv {
 	t.Helper()
+	e := newAdmServer(t, db, t.TempDir())
+	e.seed()
+	return e
+}
+
+// newAdmServer starts a server on db and the blob folder without adding
+// anything to them, so that several instances can share them.
+func newAdmServer(t testing.TB, db *bun.DB, blobDir string) *admEnv {
+	t.Helper()
 	ctx := context.Background()
 	repo := model.NewRepo(db)
-	blobs, err := localblob.New(t.TempDir())
+	blobs, err := localblob.New(blobDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +62,7 @@ func newAdmEnv(t testing.TB, db *bun.DB) *admEnv {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	store := model.NewStore(repo, blobs, log)
-	srv, err := gateway.New(gateway.Config{}, gateway.Deps{Store: store, Authz: authz, Log: log})
+	srv, err := gateway.New(gateway.Config{}, gateway.Deps{Store: model.NewStore(repo, blobs, log), Authz: authz, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,20 +74,28 @@ func newAdmEnv(t testing.TB, db *bun.DB) *admEnv {
 	if !admDAVMounted(ts.URL) {
 		srv.Handle(gateway.DAVPrefix+"/", srv.DAVHandler())
 	}
-	e := &admEnv{t: t, ts: ts, db: db, repo: repo, authz: authz}
+	return &admEnv{t: t, ts: ts, db: db, repo: repo, authz: authz, store: model.NewStore(repo, blobs, log)}
+}
+
+// seed adds the admin "root" with an API key and the tree.
+func (e *admEnv) seed() {
+	t := e.t
+	t.Helper()
+	ctx := context.Background()
 	e.user("root", true)
-	_, e.rootKey, err = repo.CreateAPIKey(ctx, "root", "test", nil)
+	var err error
+	_, e.rootKey, err = e.repo.CreateAPIKey(ctx, "root", "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := repo.LiveByPath(ctx, "/")
+	root, err := e.repo.LiveByPath(ctx, "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.reports = e.folder(root, "reports")
 	e.other = e.folder(root, "other")
 	put := func(parent *model.Node, name string) *model.Node {
-		n, _, err := store.Put(ctx, model.PutRequest{Parent: parent, Name: name, Body: strings.NewReader("content of " + name)})
+		n, _, err := e.store.Put(ctx, model.PutRequest{Parent: parent, Name: name, Body: strings.NewReader("content of " + name)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +103,6 @@ func newAdmEnv(t testing.TB, db *bun.DB) *admEnv {
 	}
 	e.aTxt = put(e.reports, "a.txt")
 	put(e.other, "b.txt")
-	return e
 }
 
 func admDAVMounted(base string) bool {
