@@ -17,26 +17,6 @@ import (
 	"github.com/filegate/filegate/policy"
 )
 
-// sizedPolicy writes tokens grants (one token per file, files spread over
-// 1,000 folders) and groupRules group rules (half p lines on folders,
-// half g2 grants on folders) for 1,000 users in three of 200 groups each.
-func sizedPolicy(w io.Writer, tokens, groupRules int) {
-	for i := range tokens {
-		fmt.Fprintf(w, "g2, token:t%d, level:read, f%d\n", i, i)
-	}
-	for u := range 1000 {
-		for k := range 3 {
-			fmt.Fprintf(w, "g, user:u%d, group:g%d\n", u, (u+k*67)%200)
-		}
-	}
-	for j := range groupRules / 2 {
-		fmt.Fprintf(w, "p, group:g%d, s%d, (read|write)\n", j%200, j%1000)
-		fmt.Fprintf(w, "g2, group:g%d, level:read, s%d\n", (j+100)%200, (j+500)%1000)
-	}
-}
-
-func lineageOf(file int) string { return fmt.Sprintf("root/d%d/s%d/f%d", file%100, file%1000, file) }
-
 // heapInUse is the live heap after a full collection.
 func heapInUse() uint64 {
 	runtime.GC()
@@ -46,14 +26,14 @@ func heapInUse() uint64 {
 	return m.HeapAlloc
 }
 
-// loadSized imports a sized policy into SQLite and returns the authorizer
+// loadSized imports writePolicy's policy into SQLite and returns the authorizer
 // and the heap it holds (the in-memory index; the database is on disk).
 func loadSized(b *testing.B, tokens, groupRules int) (*policy.Authorizer, float64) {
 	b.Helper()
 	ctx := context.Background()
 	db := dbtest.Open(b, dbtest.SQLite)
 	pr, pw := io.Pipe()
-	go func() { sizedPolicy(pw, tokens, groupRules); pw.Close() }()
+	go func() { writePolicy(pw, tokens, groupRules); pw.Close() }()
 	seed := newAuthorizer(b, db)
 	if _, err := seed.ImportCSV(ctx, pr, false); err != nil {
 		b.Fatal(err)
@@ -90,10 +70,10 @@ func BenchmarkDecisionPercentiles(b *testing.B) {
 			for k := range 1024 {
 				i := (k * 7919) % size.tokens
 				reqs = append(reqs,
-					[3]string{fmt.Sprintf("token:t%d", i), "read", lineageOf(i)},
-					[3]string{fmt.Sprintf("token:t%d", i), "read", lineageOf((i + 1) % size.tokens)},
-					[3]string{fmt.Sprintf("user:u%d", k%1000), "write", lineageOf(k % 200)},
-					[3]string{fmt.Sprintf("user:u%d", k%1000), "delete", lineageOf(k % 200)})
+					[3]string{fmt.Sprintf("token:tk%d", i), "read", fileLineage(i)},
+					[3]string{fmt.Sprintf("token:tk%d", i), "read", fileLineage((i + 1) % size.tokens)},
+					[3]string{fmt.Sprintf("user:u%d", k%1000), "write", fileLineage(k % 200)},
+					[3]string{fmt.Sprintf("user:u%d", k%1000), "delete", fileLineage(k % 200)})
 			}
 			if !a.Decide(ctx, reqs[0][0], reqs[0][1], reqs[0][2]).Allowed || a.Decide(ctx, reqs[1][0], reqs[1][1], reqs[1][2]).Allowed {
 				b.Fatal("the benchmark's requests do not decide as designed")
@@ -127,7 +107,7 @@ func BenchmarkWhatIf(b *testing.B) {
 	var qs []policy.Query
 	for u := range 1000 {
 		for _, act := range []string{"stat", "read", "write", "delete", "share"} {
-			qs = append(qs, policy.Query{Subject: fmt.Sprintf("user:u%d", u), Action: act, Object: lineageOf(7)})
+			qs = append(qs, policy.Query{Subject: fmt.Sprintf("user:u%d", u), Action: act, Object: fileLineage(7)})
 		}
 	}
 	b.ReportAllocs()
