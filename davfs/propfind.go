@@ -191,28 +191,53 @@ const supportedLockXML = "<D:supportedlock>" +
 
 // listing is the state shared by the responses of one PROPFIND.
 type listing struct {
-	h      *Handler
-	q      *request
-	m      *msWriter
-	req    propfindReq
-	locks  []Lock
-	quota  *int64 // available bytes, when known
-	failed error
+	h     *Handler
+	q     *request
+	m     *msWriter
+	req   propfindReq
+	locks []Lock
+	quota *int64 // available bytes, when known
+	// hidden is the lineage of a target the caller sees but may not read
+	// (a filtered listing), whose used bytes would tell about others.
+	hidden string
 }
 
 // propfind answers PROPFIND with Depth 0 or 1 from metadata alone: the
 // target, its children (one query), their dead properties (one query) and
-// the locks around them (one query). Depth infinity on a folder is refused
-// with propfind-finite-depth.
+// the locks around them (one query), the three run side by side. Depth
+// infinity on a folder is refused with propfind-finite-depth.
 func (h *Handler) propfind(q *request) {
 	depth, err := parseDepth(q.r.Header.Get("Depth"))
 	if err != nil {
 		http.Error(q.w, "malformed Depth header", http.StatusBadRequest)
 		return
 	}
-	n := h.target(q, actRead)
-	if n == nil {
+	n, err := h.fs.live(q.ctx, q.path)
+	if errors.Is(err, model.ErrNotFound) {
+		h.missing(q, q.path, http.StatusNotFound)
 		return
+	}
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	// A caller who may not read a folder but may see it (every signed-in
+	// caller sees the root) gets it with only the children it may read:
+	// grants are inherited and there are no deny rules, so a readable
+	// folder needs no check per child, and the root of a mount still
+	// lists the folders each user was given.
+	filtered := false
+	if !h.allowed(q, actRead, n.Lineage) {
+		visible := n.IsDir && !q.actor.Anonymous && (n.ID == model.RootID || h.allowed(q, actStat, n.Lineage))
+		if !visible {
+			h.refuse(q, actRead, q.path, n.Lineage)
+			return
+		}
+		filtered = true
+	}
+	var hidden string
+	if filtered {
+		hidden = n.Lineage
 	}
 	if n.IsDir && (depth == depthInfinity || depth == depthAbsent) {
 		writeError(q.w, http.StatusForbidden, "<D:propfind-finite-depth/>")
@@ -223,7 +248,7 @@ func (h *Handler) propfind(q *request) {
 		h.fail(q, err)
 		return
 	}
-	l := &listing{h: h, q: q, req: req}
+	l := &listing{h: h, q: q, req: req, hidden: hidden}
 	wantDead := req.kind != findProp
 	wantLocks := req.kind == findAllProp
 	for _, name := range req.props {
@@ -273,7 +298,11 @@ func (h *Handler) propfind(q *request) {
 			if hideApple && hiddenFromListing(k.Name) {
 				continue
 			}
-			l.response(model.JoinPath(q.path, k.Name), k, n.Lineage+"/"+k.ID, dead[k.ID])
+			lineage := n.Lineage + "/" + k.ID
+			if filtered && !h.allowed(q, actRead, lineage) {
+				continue
+			}
+			l.response(model.JoinPath(q.path, k.Name), k, lineage, dead[k.ID])
 		}
 	}
 	if err := l.m.close(); err != nil && !errors.Is(err, context.Canceled) {
@@ -434,7 +463,7 @@ func (l *listing) live(name xml.Name, p string, e *entry, lineage string) bool {
 		m.int(*l.quota)
 		bw.WriteString("</D:quota-available-bytes>")
 	case pQuotaUsed:
-		if !e.IsDir {
+		if !e.IsDir || lineage == l.hidden {
 			return false
 		}
 		used, err := l.h.fs.usedBytes(l.q.ctx, lineage)
