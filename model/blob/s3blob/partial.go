@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,47 +20,8 @@ import (
 	"github.com/filegate/filegate/model/blob"
 )
 
-// Resumable uploads.
-//
-// A partial upload id lives under partial/<name>/. Its bytes are, in
-// order, the parts of one multipart upload on partial/<name>/data
-// followed by a few staged objects stage-<offset>. Parts are at least
-// 5 MiB (S3's minimum for all parts but the last); a chunk's tail that
-// does not fill one is staged as an object of its own, so every byte
-// Append acknowledges is durable in S3. When staged and new bytes
-// together fill a part, the staged bytes are read back (they are smaller
-// than one part) and sent at the head of that part.
-//
-// state.json says which parts and stages make up the upload, its size,
-// and the marshalled SHA-256 state over all its bytes, so Publish never
-// rereads what was hashed once. Append uploads parts and stages first and
-// writes state.json last, with If-Match on the ETag it read (If-None-Match
-// for a new upload): the state never names data that is not in S3, and a
-// second writer racing on the same id (a caller bug the tus locker
-// prevents) fails with blob.ErrOffset instead of overwriting. The accept
-// callback runs after the chunk is read and before state.json is written.
-//
-// Crash points, and why no acknowledged byte is lost or counted twice:
-//   - before state.json is written: the old state still holds; the
-//     chunk was never acknowledged. Its parts have numbers past the
-//     recorded ones and are overwritten by the next Append or left out of
-//     CompleteMultipartUpload; its stage object is overwritten by the
-//     next stage at that offset or removed by Publish, Discard or Sweep; a
-//     multipart upload it created is named by no state and Sweep aborts
-//     it.
-//   - after state.json, before consumed stages are deleted: they are
-//     unreferenced leftovers, removed the same way.
-//   - during Publish: CompleteMultipartUpload assembles partial/<name>/data
-//     and state.json is marked assembled; the data is copied server side
-//     to objects/<key> with its SHA-256 metadata; then state.json is
-//     deleted, then data and stages. Every step is safe to repeat, and a
-//     retry after a crash between completing and marking finds the
-//     upload gone and the data object of the recorded size in its place.
-//
-// S3 cannot rename, and a multipart upload's object name is fixed when it
-// starts, before Publish names the key; so publishing an upload that has
-// parts costs one server-side copy. An upload under one part is published
-// with a single PutObject.
+// Resumable uploads: see "Resumable uploads" in the package doc (doc.go)
+// for the layout, the order of writes and the crash analysis.
 
 const stateVersion = 1
 
@@ -74,7 +33,10 @@ type pstate struct {
 	UploadID  string    `json:"upload_id,omitempty"`
 	Parts     []partRun `json:"parts,omitempty"` // sizes of parts 1..k, run-length coded
 	Stages    []stage   `json:"stages,omitempty"`
-	Assembled bool      `json:"assembled,omitempty"` // data holds all bytes (Publish under way)
+	Assembled bool      `json:"assembled,omitempty"` // Target holds all bytes (Publish under way)
+	// Target is the object the multipart upload assembles into: data, or
+	// objects/<PartialKey(id)>; "" until the upload starts.
+	Target string `json:"target,omitempty"`
 
 	etag string // of state.json as read; "" for a new upload
 }
@@ -88,6 +50,14 @@ type stage struct {
 	Off  int64  `json:"off"`
 	Size int64  `json:"size"`
 	ETag string `json:"etag"`
+}
+
+// target is the object the upload's parts assemble into.
+func (st *pstate) target(s *Store, id string) string {
+	if st.Target != "" {
+		return st.Target
+	}
+	return s.dataName(id)
 }
 
 func (st *pstate) numParts() int32 {
@@ -167,6 +137,17 @@ func (s *Store) lockPartial(id string) (release func()) {
 func (s *Store) partialDir(id string) string { return s.base + "partial/" + name(id) + "/" }
 func (s *Store) stateName(id string) string  { return s.partialDir(id) + "state.json" }
 func (s *Store) dataName(id string) string   { return s.partialDir(id) + "data" }
+
+// targetName is where a new multipart upload for id assembles: in place
+// under the key Config.PartialKey expects Publish to name, else data.
+func (s *Store) targetName(id string) string {
+	if s.partialKey != nil {
+		if key := s.partialKey(id); checkKey(key) == nil {
+			return s.objectName(key)
+		}
+	}
+	return s.dataName(id)
+}
 func (s *Store) stageName(id string, off int64) string {
 	return fmt.Sprintf("%sstage-%020d", s.partialDir(id), off)
 }
@@ -403,7 +384,7 @@ func (a *appender) sendPart() error {
 		}
 	}
 	if a.st.UploadID == "" {
-		object := a.s.dataName(a.id)
+		object := a.s.targetName(a.id)
 		out, err := a.s.c.CreateMultipartUpload(a.dctx, &s3.CreateMultipartUploadInput{
 			Bucket: &a.s.bucket, Key: &object, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
 		})
@@ -411,6 +392,7 @@ func (a *appender) sendPart() error {
 			return mapErr(err)
 		}
 		a.st.UploadID = aws.ToString(out.UploadId)
+		a.st.Target = object
 		a.newUpload = a.st.UploadID
 		a.s.addLive(a.newUpload)
 	}
@@ -422,7 +404,7 @@ func (a *appender) sendPart() error {
 	a.wg.Add(1)
 	go func() {
 		defer func() { a.s.putBuf(buf); <-a.sem; a.wg.Done() }()
-		object := a.s.dataName(a.id)
+		object := a.st.Target
 		_, err := a.s.c.UploadPart(a.dctx, &s3.UploadPartInput{
 			Bucket: &a.s.bucket, Key: &object, UploadId: &a.st.UploadID,
 			PartNumber: aws.Int32(num), ContentLength: aws.Int64(int64(n)),
@@ -510,7 +492,7 @@ func (a *appender) fail() {
 	a.s.putBuf(a.buf)
 	a.buf = nil
 	if a.newUpload != "" {
-		a.s.abortUpload(a.s.dataName(a.id), a.newUpload)
+		a.s.abortUpload(a.st.Target, a.newUpload)
 		a.s.dropLive(a.newUpload)
 	}
 	if a.stage != nil {
@@ -533,245 +515,4 @@ func (s *Store) PartialSize(ctx context.Context, id string) (int64, error) {
 		return 0, err
 	}
 	return st.Size, nil
-}
-
-// Publish turns partial upload id into the committed blob key; see the
-// comment above for the steps. It returns blob.ErrInvalidKey,
-// blob.ErrNotFound, blob.ErrOffset when another process changed the
-// upload meanwhile, and blob.ErrUnavailable.
-func (s *Store) Publish(ctx context.Context, id, key string) (blob.Info, error) {
-	if err := checkKey(id); err != nil {
-		return blob.Info{}, err
-	}
-	if err := checkKey(key); err != nil {
-		return blob.Info{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return blob.Info{}, err
-	}
-	release := s.lockPartial(id)
-	defer release()
-	st, err := s.loadState(ctx, id)
-	if err != nil {
-		return blob.Info{}, err
-	}
-	h, err := st.hash()
-	if err != nil {
-		return blob.Info{}, err
-	}
-	info := blob.Info{Size: st.Size, SHA256: hex.EncodeToString(h.Sum(nil))}
-	object := s.objectName(key)
-	if st.UploadID == "" {
-		info.ModTime, err = s.publishStaged(ctx, id, st, object, info.SHA256)
-	} else {
-		if !st.Assembled {
-			if err := s.assemble(ctx, id, st); err != nil {
-				return blob.Info{}, err
-			}
-		}
-		info.ModTime, err = s.copyObject(ctx, s.dataName(id), object, info)
-		err = mapErr(err)
-	}
-	if err != nil {
-		return blob.Info{}, err
-	}
-	if err := s.deleteObject(ctx, s.stateName(id)); err != nil {
-		return blob.Info{}, err
-	}
-	if err := s.removePartialObjects(ctx, id); err != nil {
-		slog.Warn("s3blob: clean up published upload", "id", id, "err", err)
-	}
-	return info, nil
-}
-
-// publishStaged writes an upload that never filled a part (its stages
-// total less than 5 MiB) with one PutObject.
-func (s *Store) publishStaged(ctx context.Context, id string, st *pstate, object, sum string) (time.Time, error) {
-	body := make([]byte, 0, st.Size)
-	for _, sg := range st.Stages {
-		b, err := s.readStage(ctx, id, sg)
-		if err != nil {
-			return time.Time{}, err
-		}
-		body = append(body, b...)
-	}
-	if int64(len(body)) != st.Size {
-		return time.Time{}, fmt.Errorf("s3blob: upload %q stages hold %d bytes, state says %d", id, len(body), st.Size)
-	}
-	_, err := s.c.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &s.bucket, Key: &object, Body: bytes.NewReader(body),
-		ContentLength: aws.Int64(int64(len(body))), Metadata: map[string]string{metaSHA256: sum},
-		ChecksumCRC32: crc32Of(body),
-	})
-	if err != nil {
-		return time.Time{}, mapErr(err)
-	}
-	return time.Now(), nil
-}
-
-func (s *Store) readStage(ctx context.Context, id string, sg stage) ([]byte, error) {
-	object := s.stageName(id, sg.Off)
-	out, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &object, IfMatch: aws.String(sg.ETag)})
-	if err != nil {
-		return nil, fmt.Errorf("s3blob: upload %q: staged bytes at %d: %w", id, sg.Off, mapErr(err))
-	}
-	defer out.Body.Close()
-	b := make([]byte, sg.Size)
-	if _, err := io.ReadFull(out.Body, b); err != nil {
-		return nil, fmt.Errorf("s3blob: upload %q: staged bytes at %d: %w", id, sg.Off, mapErr(err))
-	}
-	return b, nil
-}
-
-// assemble sends the stages as the last part, completes the multipart
-// upload into partial/<name>/data and records that in state.json.
-func (s *Store) assemble(ctx context.Context, id string, st *pstate) error {
-	data := s.dataName(id)
-	sizes := st.partSizes()
-	last := int32(len(sizes)) + 1
-	if len(st.Stages) > 0 {
-		body := make([]byte, 0, st.staged())
-		for _, sg := range st.Stages {
-			b, err := s.readStage(ctx, id, sg)
-			if err != nil {
-				return err
-			}
-			body = append(body, b...)
-		}
-		_, err := s.c.UploadPart(ctx, &s3.UploadPartInput{
-			Bucket: &s.bucket, Key: &data, UploadId: &st.UploadID, PartNumber: aws.Int32(last),
-			ContentLength: aws.Int64(int64(len(body))), Body: bytes.NewReader(body),
-			ChecksumCRC32: crc32Of(body),
-		})
-		if err != nil {
-			return s.assembledAlready(ctx, id, st, err)
-		}
-		sizes = append(sizes, int64(len(body)))
-	}
-	parts, err := s.listParts(ctx, data, st.UploadID, int32(len(sizes)))
-	if err != nil {
-		return s.assembledAlready(ctx, id, st, err)
-	}
-	for i, p := range parts {
-		if aws.ToInt64(p.Size) != sizes[i] {
-			return fmt.Errorf("s3blob: upload %q part %d holds %d bytes, state says %d", id, i+1, aws.ToInt64(p.Size), sizes[i])
-		}
-	}
-	done := make([]types.CompletedPart, len(parts))
-	for i, p := range parts {
-		done[i] = types.CompletedPart{PartNumber: p.PartNumber, ETag: p.ETag, ChecksumCRC32: p.ChecksumCRC32}
-	}
-	_, err = s.c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket: &s.bucket, Key: &data, UploadId: &st.UploadID,
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: done},
-	})
-	if err != nil {
-		return s.assembledAlready(ctx, id, st, err)
-	}
-	st.Assembled = true
-	return s.saveState(ctx, id, st, nil)
-}
-
-// assembledAlready handles a missing multipart upload while assembling:
-// a crash after CompleteMultipartUpload left data complete but the state
-// unmarked. Any other error is returned mapped.
-func (s *Store) assembledAlready(ctx context.Context, id string, st *pstate, err error) error {
-	if apiCode(err) != "NoSuchUpload" {
-		return mapErr(err)
-	}
-	data := s.dataName(id)
-	h, herr := s.c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &data})
-	if herr != nil || aws.ToInt64(h.ContentLength) != st.Size {
-		return fmt.Errorf("s3blob: upload %q lost its multipart upload: %w", id, mapErr(err))
-	}
-	st.Assembled = true
-	return s.saveState(ctx, id, st, nil)
-}
-
-// listParts returns parts 1..n of a multipart upload, in order.
-func (s *Store) listParts(ctx context.Context, object, uploadID string, n int32) ([]types.Part, error) {
-	var parts []types.Part
-	p := s3.NewListPartsPaginator(s.c, &s3.ListPartsInput{Bucket: &s.bucket, Key: &object, UploadId: &uploadID})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, part := range page.Parts {
-			num := aws.ToInt32(part.PartNumber)
-			if num >= 1 && num <= n {
-				parts = append(parts, part)
-			}
-		}
-	}
-	for i, part := range parts {
-		if aws.ToInt32(part.PartNumber) != int32(i+1) {
-			return nil, fmt.Errorf("s3blob: multipart upload %s misses part %d", object, i+1)
-		}
-	}
-	if int32(len(parts)) != n {
-		return nil, fmt.Errorf("s3blob: multipart upload %s has %d of %d parts", object, len(parts), n)
-	}
-	return parts, nil
-}
-
-// Discard removes partial upload id: state.json first, so the upload is
-// gone at once, then its multipart uploads and objects. A missing one is
-// not an error. It returns blob.ErrInvalidKey and blob.ErrUnavailable.
-func (s *Store) Discard(ctx context.Context, id string) error {
-	if err := checkKey(id); err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	release := s.lockPartial(id)
-	defer release()
-	if err := s.deleteObject(ctx, s.stateName(id)); err != nil {
-		return err
-	}
-	if err := s.abortUploadsOf(ctx, s.dataName(id)); err != nil {
-		return err
-	}
-	return s.removePartialObjects(ctx, id)
-}
-
-// abortUploadsOf aborts every multipart upload on object.
-func (s *Store) abortUploadsOf(ctx context.Context, object string) error {
-	out, err := s.c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &object})
-	if err != nil {
-		return mapErr(err)
-	}
-	for _, u := range out.Uploads {
-		if aws.ToString(u.Key) != object {
-			continue
-		}
-		if err := s.abortUpload(object, aws.ToString(u.UploadId)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// removePartialObjects deletes everything under partial/<name>/ but
-// state.json.
-func (s *Store) removePartialObjects(ctx context.Context, id string) error {
-	dir := s.partialDir(id)
-	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &dir})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return mapErr(err)
-		}
-		for _, o := range page.Contents {
-			k := aws.ToString(o.Key)
-			if strings.HasSuffix(k, "/state.json") {
-				continue
-			}
-			if err := s.deleteObject(ctx, k); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

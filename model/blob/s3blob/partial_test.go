@@ -260,3 +260,65 @@ func TestSweepRemovesCrashLeftovers(t *testing.T) {
 		t.Fatal("Commit of a swept upload succeeded")
 	}
 }
+
+func upKey(id string) string { return "up-" + id }
+
+// With Config.PartialKey every upload assembles under objects/ and the
+// suite still holds (Publish under other keys copies).
+func TestConformancePartialKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	blobtest.Run(t, func(t *testing.T) blob.Store {
+		_, cfg := testConfig(t)
+		cfg.PartSize = minPart
+		cfg.PartialKey = upKey
+		return open(t, cfg)
+	})
+}
+
+// Publishing under the expected key completes in place: no copy, and an
+// idle upload there is a live partial upload that Sweep spares.
+func TestPartialKeyPublishesInPlace(t *testing.T) {
+	_, cfg := testConfig(t)
+	cfg.PartialKey = upKey
+	s := open(t, cfg)
+	data := blobtest.PatternBytes(21, 17<<20+5)
+	off := mustAppend(t, s, "inplace", 0, data[:9<<20])
+	if ups := uploadsUnder(t, s); len(ups) != 1 || aws.ToString(ups[0].Key) != s.objectName("up-inplace") {
+		t.Fatalf("uploads = %v, want one on objects/up-inplace", ups)
+	}
+	other := open(t, cfg)
+	if n, err := other.Sweep(t.Context(), time.Now().Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("Sweep = %d, %v; want the idle partial upload spared", n, err)
+	}
+	mustAppend(t, other, "inplace", off, data[9<<20:])
+	checkPublished(t, other, "inplace", "up-inplace", data)
+	h, err := s.c.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: &s.bucket, Key: aws.String(s.objectName("up-inplace"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(aws.ToString(h.ETag), "-") {
+		t.Fatalf("ETag %s is not a multipart ETag: the blob was copied", aws.ToString(h.ETag))
+	}
+
+	// Discard of an upload assembled in place but never published
+	// removes the object too.
+	mustAppend(t, s, "dropped", 0, data)
+	st, err := s.loadState(t.Context(), "dropped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.assemble(t.Context(), "dropped", st); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Discard(t.Context(), "dropped"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(t.Context(), "up-dropped"); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("Stat after Discard of an assembled upload: %v", err)
+	}
+	if ups := uploadsUnder(t, s); len(ups) != 0 {
+		t.Fatalf("uploads left: %v", ups)
+	}
+}

@@ -1,65 +1,3 @@
-// Package s3blob keeps blobs in an S3-compatible bucket (AWS S3, MinIO,
-// Ceph RGW, versitygw) through aws-sdk-go-v2.
-//
-// # Layout
-//
-// Under the configured prefix:
-//
-//	objects/<name>                 committed blobs
-//	partial/<name>/state.json      state of a resumable upload
-//	partial/<name>/stage-<offset>  staged bytes of a resumable upload
-//	partial/<name>/data            its bytes, assembled while publishing
-//
-// <name> is the key (or upload id) with every "/" replaced by "+", a
-// character keys cannot hold: objects/ stays flat, so "a" and "a/b" can
-// both exist even on backends that map keys to files (versitygw posix).
-//
-// # Writing
-//
-// A Writer fills part buffers (8 MiB by default) and hashes SHA-256 as the
-// bytes arrive. A blob smaller than one part is sent with one PutObject
-// carrying its SHA-256 as x-amz-meta-sha256. A larger one becomes a
-// multipart upload on objects/<name>: full buffers are uploaded as parts,
-// at most Concurrency at a time, so memory stays at (Concurrency+1)
-// buffers whatever the blob's size. Commit is CompleteMultipartUpload,
-// which makes the blob visible in one step; Abort is
-// AbortMultipartUpload. Part buffers grow by 8 MiB every 1000 parts, so
-// the 10,000-part limit is reached only at about 440 GiB.
-//
-// S3 takes metadata when a multipart upload starts, before the SHA-256 is
-// known, so a multipart blob gets its SHA-256 as the object tag sha256
-// right after CompleteMultipartUpload (tags change without rewriting the
-// object). Stat reads the metadata, then the tag; a blob with neither (a
-// crash between the two calls) is hashed from its bytes once and tagged.
-//
-// # Reading, copying, listing
-//
-// Open makes one HeadObject; Seek only moves the offset, Read opens a
-// ranged GET from the offset and keeps reading it while reads are
-// sequential, and ReadAt makes one ranged GET for exactly its range. Every
-// GET carries If-Match with the ETag seen at Open. Copy is a server-side
-// CopyObject (a multipart UploadPartCopy above 5 GiB) that sets the
-// SHA-256 metadata on the copy. Walk lists objects/ with ListObjectsV2.
-//
-// # Resumable uploads
-//
-// See partial.go: chunks become multipart parts of at least 5 MiB; shorter
-// tails are staged as small objects, so every acknowledged byte is in S3
-// before Append returns; state.json, written last with a conditional PUT,
-// says which parts and stages make up the upload.
-//
-// # Failures
-//
-// The SDK's standard retryer retries throttling (503 SlowDown), 5xx
-// answers, timeouts and connection errors with jittered exponential
-// backoff (MaxAttempts, MaxBackoff). What still fails maps to the blob
-// errors: NoSuchKey is blob.ErrNotFound; connection errors, timeouts and
-// 5xx are blob.ErrUnavailable, which the gateway answers with 503 and
-// Retry-After.
-//
-// Credentials come from the standard AWS sources (AWS_ACCESS_KEY_ID and
-// AWS_SECRET_ACCESS_KEY, shared files, instance roles) through
-// config.LoadDefaultConfig, and so does AWS_CA_BUNDLE for https endpoints.
 package s3blob
 
 import (
@@ -125,6 +63,15 @@ type Config struct {
 	// PathStyle addresses buckets as endpoint/bucket rather than
 	// bucket.endpoint, as most self-hosted servers need.
 	PathStyle bool
+
+	// PartialKey, when set, names the key Publish is expected to be
+	// given for a resumable upload id (tus publishes upload id under a
+	// key derived from it). The upload's parts are then assembled in
+	// place under that key, and Publish(id, PartialKey(id)) costs no
+	// server-side copy. The key must be used for nothing else; Publish
+	// under another key still works, with a copy. The blob URL cannot
+	// set it.
+	PartialKey func(id string) string
 
 	// PartSize is the size of multipart parts and of a writer's buffers;
 	// 0 means 8 MiB, and less than 5 MiB is raised to 5 MiB.
@@ -197,6 +144,7 @@ type Store struct {
 	concurrency int
 	copyLimit   int64 // largest source copied with one CopyObject
 	copyPart    int64 // part size of a multipart copy
+	partialKey  func(id string) string
 	bufs        sync.Pool
 
 	mu       sync.Mutex
@@ -252,6 +200,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		concurrency: cfg.Concurrency,
 		copyLimit:   maxCopyObject,
 		copyPart:    copyPartSize,
+		partialKey:  cfg.PartialKey,
 		live:        make(map[string]struct{}),
 		partials:    make(map[string]*partialLock),
 	}

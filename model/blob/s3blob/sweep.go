@@ -13,10 +13,10 @@ import (
 )
 
 // Sweep removes leftovers whose last write is older than before:
-//   - multipart uploads of writers that never committed or aborted (the
-//     time of their newest part counts, so a slow live writer of another
-//     process is spared), and multipart uploads under partial/ that no
-//     state.json names;
+//   - multipart uploads no state.json names: of writers that never
+//     committed or aborted, and of Appends that crashed before their first
+//     state write (the time of an upload's newest part counts, so a slow
+//     live writer of another process is spared);
 //   - objects under partial/ that no state.json names: stages of Appends
 //     that crashed or lost a race, and what a crashed Publish or Discard
 //     left behind.
@@ -26,15 +26,54 @@ import (
 // uploads themselves expire through Discard. It returns how many uploads
 // and objects it removed, and blob.ErrUnavailable.
 func (s *Store) Sweep(ctx context.Context, before time.Time) (int, error) {
-	n, err := s.sweepUploads(ctx, before)
+	states, err := s.partialStates(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.sweepUploads(ctx, before, states)
 	if err != nil {
 		return n, err
 	}
-	m, err := s.sweepPartials(ctx, before)
+	m, err := s.sweepPartials(ctx, before, states)
 	return n + m, err
 }
 
-func (s *Store) sweepUploads(ctx context.Context, before time.Time) (int, error) {
+// partialStates reads the state.json of every partial upload.
+func (s *Store) partialStates(ctx context.Context) (map[string]*pstate, error) {
+	prefix := s.base + "partial/"
+	states := make(map[string]*pstate)
+	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		for _, o := range page.Contents {
+			nm, ok := strings.CutSuffix(strings.TrimPrefix(aws.ToString(o.Key), prefix), "/state.json")
+			if !ok || strings.Contains(nm, "/") {
+				continue
+			}
+			id := keyOf(nm)
+			st, err := s.loadState(ctx, id)
+			if errors.Is(err, blob.ErrNotFound) {
+				continue // published or discarded since the listing
+			}
+			if err != nil {
+				return nil, err
+			}
+			states[id] = st
+		}
+	}
+	return states, nil
+}
+
+func (s *Store) sweepUploads(ctx context.Context, before time.Time, states map[string]*pstate) (int, error) {
+	named := make(map[string]bool, len(states))
+	for _, st := range states {
+		if st.UploadID != "" {
+			named[st.UploadID] = true
+		}
+	}
 	n := 0
 	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: aws.String(s.base)}
 	for {
@@ -47,18 +86,10 @@ func (s *Store) sweepUploads(ctx context.Context, before time.Time) (int, error)
 				return n, err
 			}
 			object, id := aws.ToString(u.Key), aws.ToString(u.UploadId)
-			if s.isLive(id) || !aws.ToTime(u.Initiated).Before(before) {
-				continue
+			if s.isLive(id) || named[id] || !aws.ToTime(u.Initiated).Before(before) {
+				continue // in flight here, a live partial upload, or young
 			}
-			if pid, ok := s.partialOf(object); ok {
-				st, err := s.loadState(ctx, pid)
-				if err == nil && st.UploadID == id {
-					continue // a live partial upload
-				}
-				if err != nil && !errors.Is(err, blob.ErrNotFound) {
-					return n, err
-				}
-			} else if !strings.HasPrefix(object, s.objectsPrefix()) {
+			if !strings.HasPrefix(object, s.objectsPrefix()) && !strings.HasPrefix(object, s.base+"partial/") {
 				continue // not ours
 			}
 			last, err := s.lastPart(ctx, object, id)
@@ -83,19 +114,6 @@ func (s *Store) sweepUploads(ctx context.Context, before time.Time) (int, error)
 	}
 }
 
-// partialOf returns the upload id whose data object is object.
-func (s *Store) partialOf(object string) (string, bool) {
-	rest, ok := strings.CutPrefix(object, s.base+"partial/")
-	if !ok {
-		return "", false
-	}
-	nm, ok := strings.CutSuffix(rest, "/data")
-	if !ok || strings.Contains(nm, "/") {
-		return "", false
-	}
-	return keyOf(nm), true
-}
-
 // lastPart returns when the newest part of an upload was written, or
 // the zero time when it has none.
 func (s *Store) lastPart(ctx context.Context, object, uploadID string) (time.Time, error) {
@@ -115,14 +133,15 @@ func (s *Store) lastPart(ctx context.Context, object, uploadID string) (time.Tim
 	return last, nil
 }
 
-func (s *Store) sweepPartials(ctx context.Context, before time.Time) (int, error) {
+func (s *Store) sweepPartials(ctx context.Context, before time.Time, states map[string]*pstate) (int, error) {
 	prefix := s.base + "partial/"
+	refs := make(map[string]bool) // stage objects live uploads name
+	for id, st := range states {
+		for _, sg := range st.Stages {
+			refs[s.stageName(id, sg.Off)] = true
+		}
+	}
 	n := 0
-	var (
-		cur   string          // upload id whose objects are being visited
-		refs  map[string]bool // objects its state.json names; nil when it has none
-		state bool
-	)
 	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -138,15 +157,9 @@ func (s *Store) sweepPartials(ctx context.Context, before time.Time) (int, error
 			if !ok || strings.Contains(file, "/") || file == "state.json" {
 				continue
 			}
-			if id := keyOf(nm); id != cur {
-				cur = id
-				refs, state, err = s.partialRefs(ctx, id)
-				if err != nil {
-					return n, err
-				}
-			}
-			if state && (refs[object] || file == "data") {
-				continue // a live upload's bytes; data only exists while publishing
+			id := keyOf(nm)
+			if states[id] != nil && (file == "data" || refs[object]) {
+				continue // a live upload's bytes; data exists only while publishing
 			}
 			if !aws.ToTime(o.LastModified).Before(before) {
 				continue
@@ -158,21 +171,4 @@ func (s *Store) sweepPartials(ctx context.Context, before time.Time) (int, error
 		}
 	}
 	return n, nil
-}
-
-// partialRefs returns the stage objects upload id's state.json names,
-// and whether it has a state.json at all.
-func (s *Store) partialRefs(ctx context.Context, id string) (map[string]bool, bool, error) {
-	st, err := s.loadState(ctx, id)
-	if errors.Is(err, blob.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	refs := make(map[string]bool, len(st.Stages))
-	for _, sg := range st.Stages {
-		refs[s.stageName(id, sg.Off)] = true
-	}
-	return refs, true, nil
 }
