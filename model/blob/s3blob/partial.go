@@ -299,6 +299,7 @@ type appender struct {
 	mu    sync.Mutex
 	err   error
 	stage *stage // the tail staged by this Append
+	keep  bool   // a state write of unknown outcome may name stage and upload
 }
 
 func (a *appender) upErr() error {
@@ -467,6 +468,10 @@ func (a *appender) finish(size int64) error {
 		next.Stages = append(next.Stages, *a.stage)
 	}
 	if err := a.s.saveState(a.dctx, a.id, &next, a.h); err != nil {
+		// Unless the write was refused, it may have landed after all:
+		// then the state names this Append's stage and upload, so
+		// fail must leave them to Sweep, which spares what is named.
+		a.keep = !errors.Is(err, errRaced)
 		return err
 	}
 	*a.st = next
@@ -491,6 +496,12 @@ func (a *appender) fail() {
 	a.wg.Wait()
 	a.s.putBuf(a.buf)
 	a.buf = nil
+	if a.keep {
+		if a.newUpload != "" {
+			a.s.dropLive(a.newUpload)
+		}
+		return
+	}
 	if a.newUpload != "" {
 		a.s.abortUpload(a.st.Target, a.newUpload)
 		a.s.dropLive(a.newUpload)

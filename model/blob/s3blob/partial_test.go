@@ -263,20 +263,6 @@ func TestSweepRemovesCrashLeftovers(t *testing.T) {
 
 func upKey(id string) string { return "up-" + id }
 
-// With Config.PartialKey every upload assembles under objects/ and the
-// suite still holds (Publish under other keys copies).
-func TestConformancePartialKey(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
-	blobtest.Run(t, func(t *testing.T) blob.Store {
-		_, cfg := testConfig(t)
-		cfg.PartSize = minPart
-		cfg.PartialKey = upKey
-		return open(t, cfg)
-	})
-}
-
 // Publishing under the expected key completes in place: no copy, and an
 // idle upload there is a live partial upload that Sweep spares.
 func TestPartialKeyPublishesInPlace(t *testing.T) {

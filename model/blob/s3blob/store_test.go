@@ -60,18 +60,29 @@ func TestConformance(t *testing.T) {
 	blobtest.Run(t, func(t *testing.T) blob.Store { return newStore(t) })
 }
 
-// Small parts make the conformance suite's blobs cross many parts and
-// stage merges.
-func TestConformanceMinimumParts(t *testing.T) {
+// The suite again under settings that take other paths: minimum parts
+// (blobs cross many parts and stage merges) and uploads assembled in
+// place (Config.PartialKey; Publish under other keys copies).
+func TestConformanceVariants(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	blobtest.Run(t, func(t *testing.T) blob.Store {
-		_, cfg := testConfig(t)
-		cfg.PartSize = minPart
-		cfg.Concurrency = 3
-		return open(t, cfg)
-	})
+	variants := []struct {
+		name string
+		set  func(*Config)
+	}{
+		{"MinimumParts", func(c *Config) { c.PartSize, c.Concurrency = minPart, 3 }},
+		{"PartialKey", func(c *Config) { c.PartSize, c.PartialKey = minPart, upKey }},
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			blobtest.Run(t, func(t *testing.T) blob.Store {
+				_, cfg := testConfig(t)
+				v.set(&cfg)
+				return open(t, cfg)
+			})
+		})
+	}
 }
 
 func sha256Of(t *testing.T, r io.Reader) string {
