@@ -308,3 +308,39 @@ func TestPartialKeyPublishesInPlace(t *testing.T) {
 		t.Fatalf("uploads left: %v", ups)
 	}
 }
+
+// cancelAfter yields n bytes of r, then cancels the request's context and
+// fails, like a client that goes away mid-PATCH.
+type cancelAfter struct {
+	r      io.Reader
+	n      int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		c.cancel()
+		return 0, context.Canceled
+	}
+	k, err := c.r.Read(p[:min(int64(len(p)), c.n)])
+	c.n -= int64(k)
+	return k, err
+}
+
+// Bytes read before the request's context ends are still made durable,
+// parts and tail alike.
+func TestCancelledRequestKeepsReadBytes(t *testing.T) {
+	s := newStore(t)
+	data := blobtest.PatternBytes(31, 11<<20)
+	const kept = 9<<20 + 123
+	ctx, cancel := context.WithCancel(t.Context())
+	n, err := s.Append(ctx, "gone", 0, &cancelAfter{r: bytes.NewReader(data), n: kept, cancel: cancel}, nil)
+	if !errors.Is(err, context.Canceled) || n != kept {
+		t.Fatalf("Append = %d, %v; want %d, context.Canceled", n, err, kept)
+	}
+	if size, err := s.PartialSize(t.Context(), "gone"); err != nil || size != kept {
+		t.Fatalf("PartialSize = %d, %v; want %d", size, err, kept)
+	}
+	mustAppend(t, s, "gone", kept, data[kept:])
+	checkPublished(t, s, "gone", "gone", data)
+}
