@@ -79,9 +79,12 @@ type Config struct {
 	// Concurrency is how many parts one writer uploads at a time; 0
 	// means 2.
 	Concurrency int
-	// MaxAttempts is how often one request is tried; 0 means 8.
+	// MaxAttempts is how often one request is tried; 0 means 5. With the
+	// default backoff an unreachable server is reported (as
+	// blob.ErrUnavailable, which clients see as 503 with Retry-After) after
+	// at most about 4s of waiting per operation.
 	MaxAttempts int
-	// MaxBackoff caps the jittered wait between attempts; 0 means 10s.
+	// MaxBackoff caps the jittered wait between attempts; 0 means 1s.
 	MaxBackoff time.Duration
 	// DialTimeout bounds connecting; 0 means 5s.
 	DialTimeout time.Duration
@@ -224,11 +227,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 func loadAWSConfig(ctx context.Context, cfg Config) (aws.Config, error) {
 	attempts := cfg.MaxAttempts
 	if attempts <= 0 {
-		attempts = 8
+		attempts = 5
 	}
 	backoff := cfg.MaxBackoff
 	if backoff <= 0 {
-		backoff = 10 * time.Second
+		backoff = time.Second
 	}
 	dial := cfg.DialTimeout
 	if dial <= 0 {
