@@ -56,6 +56,7 @@ type Server struct {
 	Dir string
 
 	bin  string
+	log  string // versitygw's output, removed by Remove
 	port int
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -187,8 +188,8 @@ func (s *Server) Restart() error {
 		s.port = port
 		s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
 	}
-	logf, err := os.OpenFile(filepath.Join(os.TempDir(), fmt.Sprintf("filegate-vgw-%d.log", s.port)),
-		os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	s.log = filepath.Join(os.TempDir(), fmt.Sprintf("filegate-vgw-%d.log", s.port))
+	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -237,6 +238,9 @@ func (s *Server) Stop() {
 // Remove stops the server and deletes its folder if Start created it.
 func (s *Server) Remove() {
 	s.Stop()
+	if s.log != "" {
+		os.Remove(s.log)
+	}
 	if s.own {
 		os.RemoveAll(s.Dir)
 	}
