@@ -90,3 +90,57 @@ func BenchmarkPropfind(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSmallPuts measures 2,000 PUTs of 4 KiB from 8 workers into one
+// folder, on both databases (the test cluster runs PostgreSQL without
+// fsync; blobs are fsynced), and reports operations per second.
+func BenchmarkSmallPuts(b *testing.B) {
+	for _, kind := range dbtest.Kinds {
+		b.Run(string(kind), func(b *testing.B) {
+			e := newEnv(b, dbtest.Open(b, kind))
+			a := e.admin("bench")
+			e.folder(e.root, "puts")
+			body := strings.Repeat("x", 4096)
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+			round := 0
+			var total time.Duration
+			for b.Loop() {
+				round++
+				start := time.Now()
+				jobs := make(chan int)
+				errs := make(chan error, 8)
+				for range 8 {
+					go func() {
+						for i := range jobs {
+							req, _ := http.NewRequest("PUT", e.url(fmt.Sprintf("/puts/r%d-%d.bin", round, i)), strings.NewReader(body))
+							req.SetBasicAuth(a.user, a.pass)
+							resp, err := client.Do(req)
+							if err != nil {
+								errs <- err
+								return
+							}
+							io.Copy(io.Discard, resp.Body)
+							resp.Body.Close()
+							if resp.StatusCode != 201 {
+								errs <- fmt.Errorf("status %d", resp.StatusCode)
+								return
+							}
+						}
+						errs <- nil
+					}()
+				}
+				for i := range 2000 {
+					jobs <- i
+				}
+				close(jobs)
+				for range 8 {
+					if err := <-errs; err != nil {
+						b.Fatal(err)
+					}
+				}
+				total += time.Since(start)
+			}
+			b.ReportMetric(float64(2000*round)/total.Seconds(), "puts/s")
+		})
+	}
+}

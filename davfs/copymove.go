@@ -34,11 +34,12 @@ func (h *Handler) copyMove(q *request) {
 	}
 	dstDir, dstName := model.SplitPath(dst)
 	srcDir, _ := model.SplitPath(q.path)
-	nodes, err := h.fs.liveMany(q.ctx, q.path, dst, dstDir)
+	nodes, noLocks, err := h.fs.lookup(q.ctx, []string{q.path, dst, dstDir}, []string{q.path, dst}, true)
 	if err != nil {
 		h.fail(q, err)
 		return
 	}
+	q.noLocks = noLocks
 	src, old, parent := nodes[q.path], nodes[dst], nodes[dstDir]
 	if src == nil {
 		h.missing(q, q.path, http.StatusNotFound)

@@ -110,19 +110,43 @@ func (f *FS) live(ctx context.Context, p string) (*model.Node, error) {
 // liveMany returns the live nodes at several clean paths in one query,
 // keyed by path; missing paths are absent from the map.
 func (f *FS) liveMany(ctx context.Context, paths ...string) (map[string]*model.Node, error) {
-	var nodes []*model.Node
-	err := f.db.NewSelect().Model(&nodes).ModelTableExpr("nodes AS n").
-		Where("n.path IN (?)", bun.In(paths)).
+	nodes, _, err := f.lookup(ctx, paths, nil, false)
+	return nodes, err
+}
+
+// nodeRow is a node with the number of locks that may bear on a request.
+type nodeRow struct {
+	model.Node `bun:",extend"`
+	LockCount  int64 `bun:"lock_count,scanonly"`
+}
+
+// lookup is liveMany that, with countLocks, also reports whether no
+// unexpired lock is rooted at a path, above one, or below one of below:
+// the common case, in which a write needs no lock query of its own. The
+// answer is known only when some node was found (noLocks is false
+// otherwise).
+func (f *FS) lookup(ctx context.Context, paths, below []string, countLocks bool) (map[string]*model.Node, bool, error) {
+	var rows []nodeRow
+	q := f.db.NewSelect().Model(&rows).ModelTableExpr("nodes AS n")
+	if countLocks {
+		sub := f.locks.relevant(f.db.NewSelect().Model((*lockRow)(nil)).ColumnExpr("COUNT(*)"), paths, below)
+		q = q.ColumnExpr("n.*").ColumnExpr("(?) AS lock_count", sub)
+	}
+	err := q.Where("n.path IN (?)", bun.In(paths)).
 		Where("n.archived_at IS NULL").Where("n.status = ?", model.StatusCompleted).
 		Scan(ctx)
 	if err != nil {
-		return nil, storeErr(err)
+		return nil, false, storeErr(err)
 	}
-	out := make(map[string]*model.Node, len(nodes))
-	for _, n := range nodes {
-		out[n.Path] = n
+	out := make(map[string]*model.Node, len(rows))
+	noLocks := countLocks && len(rows) > 0
+	for i := range rows {
+		out[rows[i].Path] = &rows[i].Node
+		if rows[i].LockCount > 0 {
+			noLocks = false
+		}
 	}
-	return out, nil
+	return out, noLocks, nil
 }
 
 // Stat describes the live node at name from its metadata alone.

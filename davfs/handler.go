@@ -96,6 +96,10 @@ type request struct {
 	actor Actor
 	path  string    // clean path, the one the authorizer and the store see
 	ifh   *ifHeader // nil without an If header
+	// noLocks says the lookup that found the request's nodes also found
+	// no lock that could bear on the change, so preconditions need not
+	// ask again.
+	noLocks bool
 }
 
 // ServeHTTP validates the path and the common headers, then dispatches.

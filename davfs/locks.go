@@ -123,9 +123,10 @@ func ancestors(p string) []string {
 	return out
 }
 
-// query returns the unexpired locks rooted at any of paths or an ancestor
-// of one, plus, for each path in below, those rooted strictly below it.
-func (ls *LockSystem) query(ctx context.Context, db bun.IDB, paths, below []string) ([]Lock, error) {
+// relevant restricts q (over dav_locks) to the unexpired locks rooted at
+// any of paths or an ancestor of one, plus, for each path in below, those
+// rooted strictly below it.
+func (ls *LockSystem) relevant(q *bun.SelectQuery, paths, below []string) *bun.SelectQuery {
 	seen := map[string]bool{}
 	var roots []string
 	for _, p := range paths {
@@ -136,9 +137,8 @@ func (ls *LockSystem) query(ctx context.Context, db bun.IDB, paths, below []stri
 			}
 		}
 	}
-	var rows []lockRow
-	q := db.NewSelect().Model(&rows).Where("expires_ms > ?", ls.now().UnixMilli())
-	q = q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+	q = q.Where("expires_ms > ?", ls.now().UnixMilli())
+	return q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
 		if len(roots) > 0 {
 			q = q.WhereOr("root IN (?)", bun.In(roots))
 		}
@@ -151,7 +151,12 @@ func (ls *LockSystem) query(ctx context.Context, db bun.IDB, paths, below []stri
 		}
 		return q
 	})
-	if err := q.Scan(ctx); err != nil {
+}
+
+// query returns the locks relevant picks.
+func (ls *LockSystem) query(ctx context.Context, db bun.IDB, paths, below []string) ([]Lock, error) {
+	var rows []lockRow
+	if err := ls.relevant(db.NewSelect().Model(&rows), paths, below).Scan(ctx); err != nil {
 		return nil, storeErr(err)
 	}
 	out := make([]Lock, len(rows))

@@ -31,13 +31,16 @@ func (e *lockedError) Error() string { return "locked: " + e.root }
 // that the If header holds (else 412). It answers and reports false when
 // the request must stop.
 func (h *Handler) preconditions(q *request, c change) bool {
-	var lookup []string
-	lookup = append(lookup, c.paths...)
-	lookup = append(lookup, c.members...)
-	locks, err := h.fs.locks.Around(q.ctx, lookup, c.below)
-	if err != nil {
-		h.fail(q, err)
-		return false
+	var locks []Lock
+	if !q.noLocks {
+		var lookup []string
+		lookup = append(lookup, c.paths...)
+		lookup = append(lookup, c.members...)
+		var err error
+		if locks, err = h.fs.locks.Around(q.ctx, lookup, c.below); err != nil {
+			h.fail(q, err)
+			return false
+		}
 	}
 	lockErr := h.checkLocks(q, locks, c)
 	if q.ifh != nil {
@@ -216,11 +219,12 @@ func (h *Handler) put(q *request) {
 		return
 	}
 	dir, base := model.SplitPath(q.path)
-	nodes, err := h.fs.liveMany(q.ctx, q.path, dir)
+	nodes, noLocks, err := h.fs.lookup(q.ctx, []string{q.path, dir}, nil, true)
 	if err != nil {
 		h.fail(q, err)
 		return
 	}
+	q.noLocks = noLocks
 	n, parent := nodes[q.path], nodes[dir]
 	c := change{paths: []string{q.path}}
 	switch {
@@ -347,11 +351,12 @@ func (h *Handler) mkcol(q *request) {
 		return
 	}
 	dir, base := model.SplitPath(q.path)
-	nodes, err := h.fs.liveMany(q.ctx, q.path, dir)
+	nodes, noLocks, err := h.fs.lookup(q.ctx, []string{q.path, dir}, nil, true)
 	if err != nil {
 		h.fail(q, err)
 		return
 	}
+	q.noLocks = noLocks
 	n, parent := nodes[q.path], nodes[dir]
 	switch {
 	case parent == nil:
