@@ -335,3 +335,31 @@ func TestQuotaProperties(t *testing.T) {
 		t.Fatalf("quota: %s", body)
 	}
 }
+
+// TestListingMatchesNode checks that a Depth 1 listing (read through the
+// narrow listing query) reports what the node holds.
+func TestListingMatchesNode(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newEnv(t, db)
+		a := e.admin("alice")
+		e.do(a, "MKCOL", "/l", nil, nil)
+		e.do(a, "MKCOL", "/l/sub", nil, nil)
+		e.do(a, "PUT", "/l/page.html", strings.NewReader("<html>hi</html>"), map[string]string{"X-OC-Mtime": "1500000000"})
+		n := e.live("/l/page.html")
+		_, _, body := e.do(a, "PROPFIND", "/l/", nil, map[string]string{"Depth": "1"})
+		for _, want := range []string{
+			"<D:href>/dav/l/page.html</D:href>",
+			"<D:getlastmodified>Fri, 14 Jul 2017 02:40:00 GMT</D:getlastmodified>",
+			"<D:getcontentlength>15</D:getcontentlength>",
+			"<D:getcontenttype>text/html</D:getcontenttype>",
+			"<D:getetag>" + n.ETag + "</D:getetag>",
+			"<D:creationdate>" + n.CreatedAt.UTC().Format("2006-01-02T15:04:05Z") + "</D:creationdate>",
+			"<D:href>/dav/l/sub/</D:href>",
+			"<D:resourcetype><D:collection/></D:resourcetype>",
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("listing lacks %s:\n%s", want, body)
+			}
+		}
+	})
+}
