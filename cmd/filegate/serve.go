@@ -61,6 +61,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxUpload := fs.Int64("max-upload-bytes", envInt64("max-upload-bytes", 0), "largest file accepted, 0 for no limit [FILEGATE_MAX_UPLOAD_BYTES]")
 	grace := fs.Duration("shutdown-grace", envDuration("shutdown-grace", 30*time.Second), "time in-flight requests get to finish on shutdown [FILEGATE_SHUTDOWN_GRACE]")
 	uploadTTL := fs.Duration("upload-ttl", envDuration("upload-ttl", 24*time.Hour), "how long an idle tus upload is kept [FILEGATE_UPLOAD_TTL]")
+	uploadLease := fs.Duration("upload-lock-lease", envDuration("upload-lock-lease", tus.DefaultLockLease),
+		"how long an upload lock outlives an instance that died holding it (PostgreSQL) [FILEGATE_UPLOAD_LOCK_LEASE]")
+	publicURL := fs.String("public-url", envString("public-url", ""), "public origin for signed links, e.g. https://files.example.org; default the request's host [FILEGATE_PUBLIC_URL]")
 	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -86,8 +89,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := srv.MountAPI(gateway.APIConfig{BaseURL: *publicURL}); err != nil {
+		return err
+	}
+	if err := srv.MountAdmin(gateway.AdminDeps{Policy: o.authz, Audit: srv.AuditLog()}); err != nil {
+		return err
+	}
 	srv.Handle(gateway.DAVPrefix+"/", srv.DAVHandler())
-	door, err := srv.MountTus(ctx, tus.Config{TTL: *uploadTTL})
+	door, err := srv.MountTus(ctx, tus.Config{TTL: *uploadTTL, LockLease: *uploadLease})
 	if err != nil {
 		return err
 	}
