@@ -188,24 +188,20 @@ func (h *Handler) refuse(q *request, act, p, lineage string) {
 // stat the nearest folder that does exist; otherwise it is what a denial
 // would be, so probing reveals nothing about names the caller cannot see.
 func (h *Handler) missing(q *request, p string, status int) {
-	for dir := p; dir != ""; {
-		dir, _ = model.SplitPath(dir)
-		if dir == "" {
+	above := ancestors(p)
+	nodes, err := h.fs.liveMany(q.ctx, above...)
+	if err != nil {
+		h.fail(q, err)
+		return
+	}
+	for i := len(above) - 1; i >= 0; i-- {
+		if n := nodes[above[i]]; n != nil {
+			if h.allowed(q, actStat, n.Lineage) {
+				http.Error(q.w, http.StatusText(status), status)
+				return
+			}
 			break
 		}
-		n, err := h.fs.live(q.ctx, dir)
-		if errors.Is(err, model.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			h.fail(q, err)
-			return
-		}
-		if h.allowed(q, actStat, n.Lineage) {
-			http.Error(q.w, http.StatusText(status), status)
-			return
-		}
-		break
 	}
 	if q.actor.Anonymous {
 		h.cfg.Challenge(q.w, q.r)
