@@ -194,4 +194,3 @@ func (f *FS) usedBytes(ctx context.Context, lineage string) (int64, error) {
 		Where("archived_at IS NULL").Where("is_dir = ?", false).Scan(ctx, &sum)
 	return sum, storeErr(err)
 }
-
