@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"strconv"
 	"time"
@@ -64,6 +66,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	uploadLease := fs.Duration("upload-lock-lease", envDuration("upload-lock-lease", tus.DefaultLockLease),
 		"how long an upload lock outlives an instance that died holding it (PostgreSQL) [FILEGATE_UPLOAD_LOCK_LEASE]")
 	publicURL := fs.String("public-url", envString("public-url", ""), "public origin for signed links, e.g. https://files.example.org; default the request's host [FILEGATE_PUBLIC_URL]")
+	debugListen := fs.String("debug-listen", envString("debug-listen", ""), "address for Go's pprof profiler, e.g. 127.0.0.1:6060; empty disables it [FILEGATE_DEBUG_LISTEN]")
 	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -106,6 +109,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	go sweepLoop(ctx, o.store, *sweepEvery, log)
+	if *debugListen != "" {
+		// pprof registers on http.DefaultServeMux, which only this
+		// separate listener serves.
+		go func() { log.Warn("debug listener", "err", http.ListenAndServe(*debugListen, nil)) }()
+	}
 	go o.authz.Run(ctx)
 
 	base := "http://" + l.Addr().String()
