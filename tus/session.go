@@ -63,7 +63,12 @@ func (s *Session) Path() string {
 // blobKey is where a finished upload's bytes are published. It derives
 // from the id, so that a crash between publishing and recording is
 // recovered by finding the blob again.
-func blobKey(id string) string { return "up-" + id }
+func blobKey(id string) string { return BlobKey(id) }
+
+// BlobKey is the blob key a finished upload with that id is published
+// under. Blob stores that assemble uploads in place (S3 multipart) need it
+// before the upload finishes.
+func BlobKey(uploadID string) string { return "up-" + uploadID }
 
 // concatKey identifies a final upload by its owner and parts.
 func concatKey(owner string, parts []string) string {

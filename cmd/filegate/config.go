@@ -19,6 +19,7 @@ import (
 	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/model/blob/s3blob"
 	"github.com/filegate/filegate/policy"
+	"github.com/filegate/filegate/tus"
 )
 
 // storeFlags are the flags every command that opens the store shares.
@@ -112,6 +113,9 @@ func (sf *storeFlags) openBlobs(ctx context.Context) (blob.Store, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Uploads are assembled where tus will publish them, saving a
+		// server-side copy of every finished upload.
+		cfg.PartialKey = tus.BlobKey
 		return s3blob.New(ctx, cfg)
 	case strings.Contains(u, "://"):
 		return nil, fmt.Errorf("unsupported blob URL scheme in %q", u)
