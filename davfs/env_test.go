@@ -17,6 +17,7 @@ import (
 
 	filegate "github.com/filegate/filegate"
 	"github.com/filegate/filegate/davfs"
+	"github.com/filegate/filegate/davfs/davtest"
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/model/dbtest"
@@ -225,21 +226,9 @@ type auth struct{ user, pass string }
 // do sends a request and returns the status, headers and body.
 func (e *env) do(a auth, method, p string, body io.Reader, hdr map[string]string) (int, http.Header, string) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.url(p), body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if a.user != "" {
-		req.SetBasicAuth(a.user, a.pass)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	return davtest.Do(e.t, method, e.url(p), body, hdr, func(r *http.Request) {
+		if a.user != "" {
+			r.SetBasicAuth(a.user, a.pass)
+		}
+	})
 }

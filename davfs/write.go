@@ -190,6 +190,19 @@ func (h *Handler) tagPath(q *request, tag string) (string, bool) {
 	return p, err == nil
 }
 
+// nodeAndParent looks up the request's node and its folder dir in one
+// query, which also tells whether any lock bears on them (q.noLocks). It
+// answers and reports false on a store error.
+func (h *Handler) nodeAndParent(q *request, dir string) (n, parent *model.Node, ok bool) {
+	nodes, noLocks, err := h.fs.lookup(q.ctx, []string{q.path, dir}, nil, true)
+	if err != nil {
+		h.fail(q, err)
+		return nil, nil, false
+	}
+	q.noLocks = noLocks
+	return nodes[q.path], nodes[dir], true
+}
+
 // put stores a request body as a file's whole content. The body is read
 // only after authorization and the lock, If and If-Match checks, and
 // streamed into a new blob that replaces the old content only once it is
@@ -219,13 +232,10 @@ func (h *Handler) put(q *request) {
 		return
 	}
 	dir, base := model.SplitPath(q.path)
-	nodes, noLocks, err := h.fs.lookup(q.ctx, []string{q.path, dir}, nil, true)
-	if err != nil {
-		h.fail(q, err)
+	n, parent, ok := h.nodeAndParent(q, dir)
+	if !ok {
 		return
 	}
-	q.noLocks = noLocks
-	n, parent := nodes[q.path], nodes[dir]
 	c := change{paths: []string{q.path}}
 	switch {
 	case n != nil:
@@ -351,13 +361,10 @@ func (h *Handler) mkcol(q *request) {
 		return
 	}
 	dir, base := model.SplitPath(q.path)
-	nodes, noLocks, err := h.fs.lookup(q.ctx, []string{q.path, dir}, nil, true)
-	if err != nil {
-		h.fail(q, err)
+	n, parent, ok := h.nodeAndParent(q, dir)
+	if !ok {
 		return
 	}
-	q.noLocks = noLocks
-	n, parent := nodes[q.path], nodes[dir]
 	switch {
 	case parent == nil:
 		h.missing(q, dir, http.StatusConflict)

@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	filegate "github.com/filegate/filegate"
+	"github.com/filegate/filegate/davfs/davtest"
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/blob/localblob"
@@ -144,19 +145,5 @@ func (a davAuth) set(r *http.Request) {
 // do sends a request and returns the status, headers and body.
 func (e *davEnv) do(a davAuth, method, p string, body io.Reader, hdr map[string]string) (int, http.Header, string) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.url(p), body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	a.set(req)
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	return davtest.Do(e.t, method, e.url(p), body, hdr, a.set)
 }

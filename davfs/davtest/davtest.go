@@ -8,6 +8,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -84,4 +86,27 @@ func ParseLitmus(out []byte) (failures []string, summary map[string]string) {
 		}
 	}
 	return failures, summary
+}
+
+// Do sends one request to url, lets auth add credentials (nil for none)
+// and hdr add headers, and returns the status, the headers and the body.
+func Do(t testing.TB, method, url string, body io.Reader, hdr map[string]string, auth func(*http.Request)) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != nil {
+		auth(req)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
 }
