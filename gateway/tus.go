@@ -53,13 +53,18 @@ func (s *Server) tusHandler(door *tus.Handler) http.Handler {
 		if p.User != nil {
 			c.QuotaBytes = p.User.QuotaBytes
 		}
-		door.ServeHTTP(w, r.WithContext(tus.WithCaller(r.Context(), c)))
+		ctx := WithAuditSource(tus.WithCaller(r.Context(), c), r)
+		door.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
 // tusAuthz asks the server's authorizer for write on the target folder.
 type tusAuthz struct{ s *Server }
 
+// The decision is audited like every other door's; when the audit row
+// cannot be written the upload is refused rather than let through
+// unrecorded.
 func (a tusAuthz) MayWrite(ctx context.Context, c tus.Caller, folder *model.Node) bool {
-	return a.s.authz.Decide(ctx, c.Subject, "write", folder.Lineage).Allowed
+	d, err := a.s.AuthorizeCtx(ctx, c.Subject, "write", folder)
+	return err == nil && d.Allowed
 }
