@@ -34,10 +34,11 @@ func entryOf(n *model.Node) entry {
 // parseDBTime, which is several times cheaper than the drivers' own.
 // listingPG reads the columns a listing shows, which PostgreSQL finds in
 // the covering index dav_listing (migration 20261123000400). Timestamps
-// come back as text, which parseDBTime reads several times faster than
-// the driver would.
+// come back as Unix microseconds: formatting them as text costs the
+// server more than the rest of the row.
 const listingPG = "SELECT n.id, n.name, n.is_dir, n.size, n.mime_type, n.etag, " +
-	"CAST(n.mod_time AS TEXT), CAST(n.created_at AS TEXT) FROM nodes AS n " +
+	"CAST(EXTRACT(EPOCH FROM n.mod_time) * 1000000 AS BIGINT), " +
+	"CAST(EXTRACT(EPOCH FROM n.created_at) * 1000000 AS BIGINT) FROM nodes AS n " +
 	"WHERE n.parent_id = ? AND n.archived_at IS NULL AND n.status = 'completed' ORDER BY n.name"
 
 // listingSQLite reads the same as one text column per row, joined by the
@@ -67,7 +68,7 @@ func (f *FS) children(ctx context.Context, parentID string) ([][]entry, error) {
 	defer rows.Close()
 	var blocks [][]entry
 	var cur []entry
-	var mt, ct, line sql.RawBytes
+	var line sql.RawBytes
 	for rows.Next() {
 		if len(cur) == cap(cur) {
 			if len(cur) > 0 {
@@ -78,16 +79,19 @@ func (f *FS) children(ctx context.Context, parentID string) ([][]entry, error) {
 		cur = cur[:len(cur)+1]
 		e := &cur[len(cur)-1]
 		if pg {
-			if err := rows.Scan(&e.ID, &e.Name, &e.IsDir, &e.Size, &e.MimeType, &e.ETag, &mt, &ct); err != nil {
+			var mus, cus int64
+			if err := rows.Scan(&e.ID, &e.Name, &e.IsDir, &e.Size, &e.MimeType, &e.ETag, &mus, &cus); err != nil {
 				return nil, storeErr(err)
 			}
-		} else {
-			if err := rows.Scan(&line); err != nil {
-				return nil, storeErr(err)
-			}
-			if mt, ct, err = splitListing(line, e); err != nil {
-				return nil, err
-			}
+			e.ModTime, e.CreatedAt = time.UnixMicro(mus).UTC(), time.UnixMicro(cus).UTC()
+			continue
+		}
+		if err := rows.Scan(&line); err != nil {
+			return nil, storeErr(err)
+		}
+		mt, ct, err := splitListing(line, e)
+		if err != nil {
+			return nil, err
 		}
 		e.ModTime, e.CreatedAt = parseDBTime(mt), parseDBTime(ct)
 	}
@@ -119,10 +123,10 @@ func splitListing(line []byte, e *entry) (mt, ct []byte, err error) {
 	return f[6], f[7], nil
 }
 
-// parseDBTime parses a timestamp as the databases print it:
-// "2006-01-02 15:04:05[.fraction][Z|±hh[:mm]]" (SQLite text as Bun writes
-// it, PostgreSQL's ISO output), with "T" accepted for the space. Anything
-// else gives the zero time.
+// parseDBTime parses a timestamp as SQLite holds it:
+// "2006-01-02 15:04:05[.fraction][Z|±hh[:mm]]" (as Bun writes it, or as
+// CURRENT_TIMESTAMP does), with "T" accepted for the space. Anything else
+// gives the zero time.
 func parseDBTime(b []byte) time.Time {
 	num := func(s []byte) (int, bool) {
 		n := 0
