@@ -3,8 +3,11 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/filegate/filegate/davfs"
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/policy"
 )
 
 // DAVPrefix is where the WebDAV door is mounted.
@@ -23,8 +26,11 @@ func (s *Server) DAVHandler() http.Handler {
 	fs := davfs.New(s.store, davfs.NewLockSystem(s.repo.DB()), s.log)
 	h := davfs.NewHandler(fs, davfs.Config{
 		Prefix: DAVPrefix,
+		// Decisions are audited like every other door's; a decision whose
+		// audit row cannot be written counts as a refusal.
 		Decide: func(ctx context.Context, sub, act, obj string) bool {
-			return s.authz.Decide(ctx, sub, act, obj).Allowed
+			d, err := s.authorizeLineage(ctx, sub, act, obj)
+			return err == nil && d.Allowed
 		},
 		Challenge:      func(w http.ResponseWriter, r *http.Request) { challenge(w) },
 		MaxUploadBytes: s.cfg.MaxUploadBytes,
@@ -33,6 +39,17 @@ func (s *Server) DAVHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := PrincipalFrom(r.Context())
 		ctx := davfs.WithActor(r.Context(), davfs.Actor{Subject: p.Subject, ID: p.ActorID(), Anonymous: p.IsAnonymous()})
-		h.ServeHTTP(w, r.WithContext(ctx))
+		h.ServeHTTP(w, r.WithContext(WithAuditSource(ctx, r)))
 	})
+}
+
+// authorizeLineage decides and audits for doors that name objects by
+// lineage rather than by node (the WebDAV door): the node id recorded is
+// the lineage's last element, or none for "*".
+func (s *Server) authorizeLineage(ctx context.Context, sub, act, lineage string) (policy.Decision, error) {
+	if lineage == "" || lineage == policy.AnyObject {
+		return s.AuthorizeCtx(ctx, sub, act, nil)
+	}
+	id := lineage[strings.LastIndexByte(lineage, '/')+1:]
+	return s.AuthorizeCtx(ctx, sub, act, &model.Node{ID: id, Lineage: lineage})
 }

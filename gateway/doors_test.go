@@ -1,0 +1,152 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/uptrace/bun"
+
+	filegate "github.com/filegate/filegate"
+	"github.com/filegate/filegate/gateway"
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob/localblob"
+	"github.com/filegate/filegate/model/dbtest"
+	"github.com/filegate/filegate/policy"
+	"github.com/filegate/filegate/tus"
+)
+
+// TestOneFileThreeDoors follows one file through every door: uploaded with
+// tus, read and rewritten with WebDAV, described, renamed and archived with
+// the files API. Each door must see what the others did at once, and every
+// door's decisions must land in the audit trail.
+func TestOneFileThreeDoors(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		repo := model.NewRepo(db)
+		blobs, err := localblob.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		authz, err := policy.New(ctx, db, filegate.CasbinModel, policy.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log := slog.New(slog.DiscardHandler)
+		srv, err := gateway.New(gateway.Config{}, gateway.Deps{Store: model.NewStore(repo, blobs, log), Authz: authz, Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.MountAPI(gateway.APIConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		srv.Handle(gateway.DAVPrefix+"/", srv.DAVHandler())
+		door, err := srv.MountTus(ctx, tus.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer door.Close()
+		ts := httptest.NewServer(srv.Handler())
+		defer ts.Close()
+		if _, err := repo.CreateUser(ctx, "nurse", "nurse-password"); err != nil {
+			t.Fatal(err)
+		}
+		if err := authz.Apply(ctx, policy.Change{Add: [][]string{{"g", "user:nurse", "role:admin"}}}); err != nil {
+			t.Fatal(err)
+		}
+
+		do := func(method, path string, body []byte, hdr ...string) (int, []byte, http.Header) {
+			t.Helper()
+			req, _ := http.NewRequest(method, ts.URL+path, bytes.NewReader(body))
+			req.SetBasicAuth("nurse", "nurse-password")
+			for i := 0; i+1 < len(hdr); i += 2 {
+				req.Header.Set(hdr[i], hdr[i+1])
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, b, resp.Header
+		}
+		sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+		if code, _, _ := do("MKCOL", "/dav/ward", nil); code != 201 {
+			t.Fatalf("MKCOL = %d", code)
+		}
+		v1 := []byte("ECG 12-lead, first reading")
+		code, _, h := do("POST", "/uploads/", v1, "Tus-Resumable", "1.0.0",
+			"Upload-Length", strconv.Itoa(len(v1)), "Content-Type", "application/offset+octet-stream",
+			"Upload-Metadata", tusMeta("ecg.txt", "/ward"))
+		if code != 201 || h.Get("Upload-Offset") != strconv.Itoa(len(v1)) {
+			t.Fatalf("tus creation-with-upload = %d, offset %q", code, h.Get("Upload-Offset"))
+		}
+
+		if code, b, _ := do("GET", "/dav/ward/ecg.txt", nil); code != 200 || !bytes.Equal(b, v1) {
+			t.Fatalf("WebDAV GET after tus upload = %d %q", code, b)
+		}
+		var meta struct {
+			ID, Path, SHA256, Status string
+			Size                     int64
+		}
+		code, b, _ := do("GET", "/api/v1/files/first?name=ecg.txt", nil)
+		if code != 200 || json.Unmarshal(b, &meta) != nil {
+			t.Fatalf("API findFirst = %d %s", code, b)
+		}
+		if meta.Path != "/ward/ecg.txt" || meta.SHA256 != sum(v1) || meta.Size != int64(len(v1)) || meta.Status != "completed" {
+			t.Fatalf("API metadata after tus upload = %+v", meta)
+		}
+
+		v2 := []byte("ECG 12-lead, corrected reading")
+		if code, _, _ := do("PUT", "/dav/ward/ecg.txt", v2); code != 204 && code != 201 {
+			t.Fatalf("WebDAV PUT = %d", code)
+		}
+		if code, b, _ := do("GET", "/api/v1/files/"+meta.ID+"/content", nil); code != 200 || !bytes.Equal(b, v2) {
+			t.Fatalf("API content after WebDAV PUT = %d %q (the file must keep its id)", code, b)
+		}
+
+		if code, b, _ := do("PATCH", "/api/v1/files/"+meta.ID, []byte(`{"name":"ecg-final.txt"}`), "Content-Type", "application/json"); code != 200 {
+			t.Fatalf("API rename = %d %s", code, b)
+		}
+		if code, _, _ := do("GET", "/dav/ward/ecg.txt", nil); code != 404 {
+			t.Fatalf("old WebDAV path after rename = %d, want 404", code)
+		}
+		if code, b, _ := do("GET", "/dav/ward/ecg-final.txt", nil); code != 200 || !bytes.Equal(b, v2) {
+			t.Fatalf("new WebDAV path after rename = %d %q", code, b)
+		}
+
+		if code, _, _ := do("DELETE", "/api/v1/files/"+meta.ID, nil); code != 200 && code != 204 {
+			t.Fatalf("API archive = %d", code)
+		}
+		if code, b, _ := do("PROPFIND", "/dav/ward/", nil, "Depth", "1"); code != 207 || strings.Contains(string(b), "ecg-final") {
+			t.Fatalf("archived file still listed by WebDAV (%d)", code)
+		}
+		if code, _, _ := do("POST", "/api/v1/files/"+meta.ID+"/restore", nil); code != 200 {
+			t.Fatalf("API restore = %d", code)
+		}
+		if code, _, _ := do("GET", "/dav/ward/ecg-final.txt", nil); code != 200 {
+			t.Fatalf("restored file over WebDAV = %d", code)
+		}
+
+		for _, d := range []string{"dav", "tus", "api"} {
+			rows, err := srv.AuditLog().Query(ctx, model.AuditFilter{Door: d, Subject: "user:nurse"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) == 0 {
+				t.Errorf("no audit rows from the %s door", d)
+			}
+		}
+	})
+}
