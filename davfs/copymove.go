@@ -120,11 +120,6 @@ func (h *Handler) copy(q *request, src, parent *model.Node, name string, depth i
 	if err != nil {
 		return false, err
 	}
-	if replaced {
-		if err := h.fs.locks.ReleaseWithin(q.ctx, out.Path); err != nil {
-			return true, err
-		}
-	}
 	if src.IsDir && depth == 0 {
 		src = &model.Node{ID: src.ID} // its own properties only
 	}

@@ -200,13 +200,12 @@ func (f *FS) RemoveAll(ctx context.Context, name string) error {
 	return pathError("remove", name, f.remove(ctx, n))
 }
 
-// remove archives n (the soft delete every door shares) and drops the
-// locks on and below its path.
+// remove archives n, the soft delete every door shares. The database
+// drops the locks on and below its path (a trigger of migration
+// 20261123000400), whichever door archives.
 func (f *FS) remove(ctx context.Context, n *model.Node) error {
-	if _, err := f.repo.Archive(ctx, n.ID); err != nil {
-		return err
-	}
-	return f.locks.ReleaseWithin(ctx, n.Path)
+	_, err := f.repo.Archive(ctx, n.ID)
+	return err
 }
 
 // Rename moves oldName to newName, overwriting (archiving) a node already
@@ -237,21 +236,13 @@ func (f *FS) Rename(ctx context.Context, oldName, newName string) error {
 	return pathError("rename", oldName, err)
 }
 
-// move renames src to parent/name and releases the locks of the source
-// and of an overwritten destination. It reports whether a destination was
-// replaced.
+// move renames src to parent/name and reports whether a destination was
+// replaced. The database releases the locks of the source and of an
+// overwritten destination (triggers of migration 20261123000400).
 func (f *FS) move(ctx context.Context, src, parent *model.Node, name string, overwrite bool) (*model.Node, bool, error) {
 	moved, replaced, err := f.repo.Move(ctx, src, parent, name, overwrite)
 	if err != nil {
 		return nil, false, err
-	}
-	if err := f.locks.ReleaseWithin(ctx, src.Path); err != nil {
-		return moved, replaced != nil, err
-	}
-	if replaced != nil {
-		if err := f.locks.ReleaseWithin(ctx, replaced.Path); err != nil {
-			return moved, true, err
-		}
 	}
 	return moved, replaced != nil, nil
 }

@@ -292,8 +292,9 @@ func (ls *LockSystem) Release(ctx context.Context, token string) error {
 	return nil
 }
 
-// ReleaseWithin removes every lock rooted at p or below it: what a DELETE
-// or a MOVE of p does to locks.
+// ReleaseWithin removes every lock rooted at p or below it. Moves,
+// archives and purges of nodes do this in the database already (triggers
+// of migration 20261123000400); it is for tools that clean up by path.
 func (ls *LockSystem) ReleaseWithin(ctx context.Context, p string) error {
 	q := ls.db.NewDelete().Model((*lockRow)(nil))
 	if p == "/" {

@@ -237,3 +237,49 @@ func (r *recorder) Write(b []byte) (int, error) {
 	}
 	return r.body.Write(b)
 }
+
+// TestLocksFollowOtherDoors moves, archives and purges locked nodes
+// through the repository, as the files API does, and checks that the
+// database released their locks (and only theirs).
+func TestLocksFollowOtherDoors(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newEnv(t, db)
+		a := e.admin("alice")
+		ctx := context.Background()
+		d := e.folder(e.root, "d")
+		moved := e.file(d, "moved.txt", "x")
+		archived := e.file(d, "archived.txt", "x")
+		purged := e.file(d, "purged.txt", "x")
+		e.file(d, "kept.txt", "x")
+		e.folder(e.root, "elsewhere")
+		for _, p := range []string{"/d/moved.txt", "/d/archived.txt", "/d/purged.txt", "/d/kept.txt"} {
+			if code, _, _ := e.lock(a, p, "exclusive", nil); code != 200 {
+				t.Fatalf("LOCK %s: %d", p, code)
+			}
+		}
+		if _, _, err := e.repo.Move(ctx, moved, e.live("/elsewhere"), "moved.txt", false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.repo.Archive(ctx, archived.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.Purge(ctx, purged.ID); err != nil {
+			t.Fatal(err)
+		}
+		for p, want := range map[string]int{"/d/moved.txt": 0, "/elsewhere/moved.txt": 0, "/d/archived.txt": 0, "/d/purged.txt": 0, "/d/kept.txt": 1} {
+			if locks, _ := e.fs.Locks().Covering(ctx, p); len(locks) != want {
+				t.Errorf("%s: %d locks, want %d", p, len(locks), want)
+			}
+		}
+		// A folder moved away takes the locks below it along... away.
+		if code, _, _ := e.lock(a, "/d", "exclusive", nil); code != 423 {
+			t.Fatalf("kept.txt's lock should still block a depth-infinity lock on /d: %d", code)
+		}
+		if _, _, err := e.repo.Move(ctx, d, e.live("/elsewhere"), "d", false); err != nil {
+			t.Fatal(err)
+		}
+		if locks, _ := e.fs.Locks().Within(ctx, "/"); len(locks) != 0 {
+			t.Fatalf("locks left after moving the folder: %v", locks)
+		}
+	})
+}

@@ -41,9 +41,9 @@ END;
 {{end}}
 --bun:split
 -- WebDAV locks, shared by every instance. root is the clean path the lock
--- was taken on (locks belong to names, not to nodes, and a MOVE or DELETE
--- removes the locks below the path); expires_ms is Unix milliseconds so
--- that both databases compare it as a number.
+-- was taken on (locks belong to names, not to nodes; see the triggers
+-- below); expires_ms is Unix milliseconds so that both databases compare
+-- it as a number.
 CREATE TABLE dav_locks (
     token       TEXT PRIMARY KEY,
     root        {{.Key}} NOT NULL,
@@ -59,6 +59,46 @@ CREATE TABLE dav_locks (
 CREATE INDEX dav_locks_root ON dav_locks (root);
 --bun:split
 CREATE INDEX dav_locks_expiry ON dav_locks (expires_ms);
+--bun:split
+-- A lock belongs to a name. Whichever door moves, deletes (archives) or
+-- purges the node holding that name, the locks on it and below it go, as
+-- RFC 4918 says for MOVE and DELETE; without this a lock taken through
+-- WebDAV would outlive a deletion through the files API and bind the next
+-- file of that name.
+{{if .PG}}
+CREATE FUNCTION dav_locks_release() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM dav_locks WHERE root = OLD.path OR (root > OLD.path || '/' AND root < OLD.path || '0');
+    RETURN NULL;
+END
+$$;
+{{else}}
+SELECT 1;
+{{end}}
+--bun:split
+{{if .PG}}
+CREATE TRIGGER dav_locks_moved AFTER UPDATE OF path, archived_at ON nodes
+    FOR EACH ROW WHEN (NEW.path IS DISTINCT FROM OLD.path OR (OLD.archived_at IS NULL AND NEW.archived_at IS NOT NULL))
+    EXECUTE FUNCTION dav_locks_release();
+{{else}}
+CREATE TRIGGER dav_locks_moved AFTER UPDATE OF path, archived_at ON nodes
+    WHEN NEW.path IS NOT OLD.path OR (OLD.archived_at IS NULL AND NEW.archived_at IS NOT NULL)
+BEGIN
+    DELETE FROM dav_locks WHERE root = OLD.path OR (root > OLD.path || '/' AND root < OLD.path || '0');
+END;
+{{end}}
+--bun:split
+{{if .PG}}
+CREATE TRIGGER dav_locks_purged AFTER DELETE ON nodes
+    FOR EACH ROW WHEN (OLD.archived_at IS NULL)
+    EXECUTE FUNCTION dav_locks_release();
+{{else}}
+CREATE TRIGGER dav_locks_purged AFTER DELETE ON nodes
+    WHEN OLD.archived_at IS NULL
+BEGIN
+    DELETE FROM dav_locks WHERE root = OLD.path OR (root > OLD.path || '/' AND root < OLD.path || '0');
+END;
+{{end}}
 --bun:split
 -- A covering index for WebDAV listings (PROPFIND Depth 1): every column a
 -- listing shows, so a folder of 20,000 files is read from the index alone.
