@@ -1,16 +1,19 @@
 package gateway_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -198,6 +201,20 @@ func TestAuthentication(t *testing.T) {
 				if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 					t.Fatalf("%s: %d %q", path, resp.StatusCode, body)
 				}
+			}
+		})
+
+		t.Run("a refused Expect: 100-continue request is answered without its body", func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("PUT /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n"))
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, "HTTP/1.1 404") {
+				t.Fatalf("status line = %q, %v; the server waited for a body it never asked for", line, err)
 			}
 		})
 

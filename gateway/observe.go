@@ -87,9 +87,13 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		ri := &requestInfo{id: id}
 		w.Header().Set("X-Request-Id", id)
 		rec := &recorder{ResponseWriter: w, status: 0}
+		// The body is swapped on a copy: net/http inspects the original
+		// request's Body to see whether an Expect: 100-continue body went
+		// unread, and without that it waits for a body the client will
+		// never send before it answers.
+		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, ri))
 		body := &countingBody{ReadCloser: r.Body}
 		r.Body = body
-		r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, ri))
 		d := door(r.URL.Path)
 		defer func() {
 			if v := recover(); v != nil {
