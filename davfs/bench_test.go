@@ -80,7 +80,7 @@ func BenchmarkPropfind(b *testing.B) {
 			name := fmt.Sprintf("f%d", n)
 			fillFolder(b, e, name, n)
 			b.Run(fmt.Sprintf("%s/%d", kind, n), func(b *testing.B) {
-				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, ReadBufferSize: 256 << 10}}
 				var size int64
 				cpu0 := cpuTime()
 				for b.Loop() {
@@ -229,7 +229,7 @@ func BenchmarkPropfindPeer(b *testing.B) {
 		}
 		ts := httptest.NewServer(&webdav.Handler{FileSystem: webdav.Dir(dir), LockSystem: webdav.NewMemLS()})
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			client := &http.Client{}
+			client := &http.Client{Transport: &http.Transport{ReadBufferSize: 256 << 10}}
 			cpu0 := cpuTime()
 			for b.Loop() {
 				req, _ := http.NewRequest("PROPFIND", ts.URL+"/", strings.NewReader(propfindAllprop))
