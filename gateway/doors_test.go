@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -147,6 +148,77 @@ func TestOneFileThreeDoors(t *testing.T) {
 			if len(rows) == 0 {
 				t.Errorf("no audit rows from the %s door", d)
 			}
+		}
+	})
+}
+
+// TestRevocationStopsPatchUnderWay revokes a grant while a PATCH is
+// streaming: the PATCH must stop with 403 instead of running to the end,
+// and the bytes received before the revocation stay for a later resume.
+func TestRevocationStopsPatchUnderWay(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		g := newTusGW(t, db)
+		ctx := context.Background()
+		if _, err := g.repo.CreateUser(ctx, "bob", "pw-bob"); err != nil {
+			t.Fatal(err)
+		}
+		root, _ := g.repo.LiveByPath(ctx, "/")
+		dir, err := g.repo.CreateFolder(ctx, root, "bob", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		grant := policy.Grant(policy.User("bob"), policy.Level(model.LevelFull), dir.ID)
+		g.apply(policy.Change{Add: [][]string{grant}})
+		const size = 64 << 20
+		resp := g.create("bob", "/bob", "big.dcm", size)
+		want(t, "create", resp, 201)
+		loc := resp.Header.Get("Location")
+
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("PATCH", loc, pr)
+		req.SetBasicAuth("bob", "pw-bob")
+		req.Header.Set("Tus-Resumable", "1.0.0")
+		req.Header.Set("Upload-Offset", "0")
+		req.Header.Set("Content-Type", "application/offset+octet-stream")
+		req.ContentLength = size
+		done := make(chan *http.Response, 1)
+		go func() {
+			r, err := http.DefaultClient.Do(req)
+			if err != nil {
+				done <- nil
+				return
+			}
+			io.Copy(io.Discard, r.Body)
+			r.Body.Close()
+			done <- r
+		}()
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		sent := 0
+		writeFor := func(d time.Duration) {
+			for end := time.Now().Add(d); time.Now().Before(end); {
+				if _, err := pw.Write(chunk); err != nil {
+					return
+				}
+				sent += len(chunk)
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		writeFor(500 * time.Millisecond)
+		g.apply(policy.Change{Remove: [][]string{grant}})
+		writeFor(3 * time.Second)
+		pw.CloseWithError(io.ErrUnexpectedEOF)
+		r := <-done
+		if r == nil || r.StatusCode != http.StatusForbidden {
+			t.Fatalf("PATCH under way after revocation: %v, want 403", r)
+		}
+		if sent >= size {
+			t.Fatal("the whole body went through despite the revocation")
+		}
+		g.apply(policy.Change{Add: [][]string{grant}})
+		head := g.send("bob", "HEAD", loc, nil, nil)
+		off, _ := strconv.Atoi(head.Header.Get("Upload-Offset"))
+		if head.StatusCode != 200 || off <= 0 || off > sent {
+			t.Fatalf("after re-grant: HEAD %d, offset %d of %d sent; received bytes must be kept", head.StatusCode, off, sent)
 		}
 	})
 }

@@ -352,8 +352,13 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 		}
 	}
 	r := src
+	if rs.method == http.MethodPatch && u.folder != nil {
+		r = &revocable{r: src, every: recheckEvery, last: time.Now(), still: func() bool {
+			return u.h.authz.MayWrite(ctx, rs.caller, u.folder)
+		}}
+	}
 	if rs.sum != nil {
-		r = io.TeeReader(src, rs.sum)
+		r = io.TeeReader(r, rs.sum)
 	}
 	accept := func(n int64) error { return rs.acceptChunk() }
 	n, err := u.h.store.Blobs.Append(ctx, u.s.ID, offset, r, accept)
@@ -606,4 +611,29 @@ func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	_, err := u.h.db.NewUpdate().Model(u.s).ModelTableExpr("upload_sessions").
 		Column("size", "size_deferred").Where("id = ?", u.s.ID).Exec(ctx)
 	return modelErr(dbErr(err))
+}
+
+// recheckEvery is how often a long PATCH asks again whether its caller
+// may still write to the target folder.
+const recheckEvery = time.Second
+
+// revocable stops a body stream once the caller's write access is gone,
+// so revoking a grant or a membership also stops PATCHes under way, not
+// only the next one. The bytes already received stay durable (the blob
+// store keeps what it read), so a caller whose access comes back resumes.
+type revocable struct {
+	r     io.Reader
+	every time.Duration
+	last  time.Time
+	still func() bool
+}
+
+func (v *revocable) Read(p []byte) (int, error) {
+	if time.Since(v.last) >= v.every {
+		v.last = time.Now()
+		if !v.still() {
+			return 0, errForbidden
+		}
+	}
+	return v.r.Read(p)
 }
