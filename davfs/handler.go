@@ -32,8 +32,14 @@ type Config struct {
 	// Prefix is the URL path the door is mounted at, without a trailing
 	// slash: "/dav".
 	Prefix string
-	// Decide is the authorizer; required.
+	// Decide is the authorizer; required. It is asked once per operation
+	// (twice for COPY and MOVE), so it may record every decision.
 	Decide Decider
+	// Visible answers the same question for the checks that are not an
+	// operation: whether a refused caller may see the node (404 or 403),
+	// and which children a filtered listing shows. An auditing gateway
+	// passes the unrecorded decision here; nil uses Decide.
+	Visible Decider
 	// Challenge answers a refusal to an anonymous caller, normally 401
 	// with a WWW-Authenticate header. Nil writes a Basic challenge.
 	Challenge func(w http.ResponseWriter, r *http.Request)
@@ -70,6 +76,9 @@ type Handler struct {
 func NewHandler(fs *FS, cfg Config) *Handler {
 	if cfg.Decide == nil {
 		panic("davfs: Config.Decide is required")
+	}
+	if cfg.Visible == nil {
+		cfg.Visible = cfg.Decide
 	}
 	cfg.Prefix = strings.TrimSuffix(cfg.Prefix, "/")
 	if cfg.Challenge == nil {
@@ -151,9 +160,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // allowed asks the authorizer whether the actor may do act on the node
-// with that lineage.
+// with that lineage: the decision on the operation itself.
 func (h *Handler) allowed(q *request, act, lineage string) bool {
 	return h.cfg.Decide(q.ctx, q.actor.Subject, act, lineage)
+}
+
+// sees asks the same question as allowed for a check that is not the
+// operation itself (cfg.Visible).
+func (h *Handler) sees(q *request, act, lineage string) bool {
+	return h.cfg.Visible(q.ctx, q.actor.Subject, act, lineage)
 }
 
 func parentLineage(lineage string) string {
@@ -175,7 +190,7 @@ func (h *Handler) refuse(q *request, act, p, lineage string) {
 		h.cfg.Challenge(q.w, q.r)
 		return
 	}
-	if !h.allowed(q, actStat, lineage) && !h.allowed(q, actStat, parentLineage(lineage)) {
+	if !h.sees(q, actStat, lineage) && !h.sees(q, actStat, parentLineage(lineage)) {
 		http.Error(q.w, "not found", http.StatusNotFound)
 		return
 	}
@@ -196,7 +211,7 @@ func (h *Handler) missing(q *request, p string, status int) {
 	}
 	for i := len(above) - 1; i >= 0; i-- {
 		if n := nodes[above[i]]; n != nil {
-			if h.allowed(q, actStat, n.Lineage) {
+			if h.sees(q, actStat, n.Lineage) {
 				http.Error(q.w, http.StatusText(status), status)
 				return
 			}

@@ -93,7 +93,7 @@ func (h *Handler) propfind(q *request) {
 	// lists the folders each user was given.
 	filtered := false
 	if !h.allowed(q, actRead, n.Lineage) {
-		visible := n.IsDir && !q.actor.Anonymous && (n.ID == model.RootID || h.allowed(q, actStat, n.Lineage))
+		visible := n.IsDir && !q.actor.Anonymous && (n.ID == model.RootID || h.sees(q, actStat, n.Lineage))
 		if !visible {
 			h.refuse(q, actRead, q.path, n.Lineage)
 			return
@@ -164,7 +164,7 @@ func (h *Handler) propfind(q *request) {
 				continue
 			}
 			lineage := n.Lineage + "/" + k.ID
-			if filtered && !h.allowed(q, actRead, lineage) {
+			if filtered && !h.sees(q, actRead, lineage) {
 				continue
 			}
 			l.response(model.JoinPath(q.path, k.Name), k, lineage, dead[k.ID])

@@ -32,6 +32,13 @@ func (s *Server) DAVHandler() http.Handler {
 			d, err := s.authorizeLineage(ctx, sub, act, obj)
 			return err == nil && d.Allowed
 		},
+		// Visibility checks (404 or 403 for a refusal, the children a
+		// filtered root listing shows) are not operations and are not
+		// audited; a listing of the root would otherwise write a row per
+		// child.
+		Visible: func(ctx context.Context, sub, act, obj string) bool {
+			return s.authz.Decide(ctx, sub, act, obj).Allowed
+		},
 		Challenge:      func(w http.ResponseWriter, r *http.Request) { challenge(w) },
 		MaxUploadBytes: s.cfg.MaxUploadBytes,
 		Log:            s.log,
