@@ -51,7 +51,7 @@ func TestOneFileThreeDoors(t *testing.T) {
 		if err := srv.MountAPI(gateway.APIConfig{}); err != nil {
 			t.Fatal(err)
 		}
-		srv.Handle(gateway.DAVPrefix+"/", srv.DAVHandler())
+		srv.HandleDoor(gateway.DAVPrefix+"/", srv.DAVHandler())
 		door, err := srv.MountTus(ctx, tus.Config{})
 		if err != nil {
 			t.Fatal(err)
@@ -85,6 +85,11 @@ func TestOneFileThreeDoors(t *testing.T) {
 
 		if code, _, _ := do("MKCOL", "/dav/ward", nil); code != 201 {
 			t.Fatalf("MKCOL = %d", code)
+		}
+		// The door sees the raw path, so a literal traversal is refused,
+		// not redirected somewhere else by the router.
+		if code, _, _ := do("GET", "/dav/ward/../ward/x", nil); code != 400 {
+			t.Fatalf("literal traversal = %d, want 400", code)
 		}
 		v1 := []byte("ECG 12-lead, first reading")
 		code, _, h := do("POST", "/uploads/", v1, "Tus-Resumable", "1.0.0",

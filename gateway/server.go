@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -52,14 +53,17 @@ type Deps struct {
 
 // Server is filegate's HTTP server.
 type Server struct {
-	cfg      Config
-	store    *model.Store
-	repo     *model.Repo
-	authz    Authorizer
-	log      *slog.Logger
-	authn    *authenticator
-	metrics  *metrics
-	mux      *http.ServeMux
+	cfg     Config
+	store   *model.Store
+	repo    *model.Repo
+	authz   Authorizer
+	log     *slog.Logger
+	authn   *authenticator
+	metrics *metrics
+	mux     *http.ServeMux
+	// doors are prefix-mounted protocol handlers that see the raw path
+	// (HandleDoor).
+	doors    []mountedDoor
 	draining atomic.Bool
 }
 
@@ -102,10 +106,36 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, s.authenticated(h))
 }
 
+// HandleDoor mounts a protocol door behind authentication at a path
+// prefix ending in "/" (such as "/dav/"). The door receives every request
+// under the prefix, and the bare prefix without its slash, with the path
+// exactly as sent: ServeMux would answer "/dav/a/../b" with a redirect to
+// a cleaned path, where a door must refuse the traversal with a 400.
+func (s *Server) HandleDoor(prefix string, h http.Handler) {
+	s.doors = append(s.doors, mountedDoor{prefix: prefix, h: s.authenticated(h)})
+}
+
+type mountedDoor struct {
+	prefix string
+	h      http.Handler
+}
+
+// route sends door paths to their door and everything else to the mux.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	for _, d := range s.doors {
+		if strings.HasPrefix(p, d.prefix) || p == strings.TrimSuffix(d.prefix, "/") {
+			d.h.ServeHTTP(w, r)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
 // Handler returns the root handler with request ids, logging, metrics and
 // panic recovery around every route.
 func (s *Server) Handler() http.Handler {
-	return s.observe(s.mux)
+	return s.observe(http.HandlerFunc(s.route))
 }
 
 // Serve answers on l until ctx is cancelled, then stops accepting, answers

@@ -98,7 +98,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.MountAdmin(gateway.AdminDeps{Policy: o.authz, Audit: srv.AuditLog()}); err != nil {
 		return err
 	}
-	srv.Handle(gateway.DAVPrefix+"/", srv.DAVHandler())
+	srv.HandleDoor(gateway.DAVPrefix+"/", srv.DAVHandler())
 	door, err := srv.MountTus(ctx, tus.Config{TTL: *uploadTTL, LockLease: *uploadLease})
 	if err != nil {
 		return err
