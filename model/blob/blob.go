@@ -13,7 +13,9 @@ package blob
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -27,8 +29,7 @@ var (
 	ErrOffset = errors.New("blob: offset mismatch")
 	// ErrUnavailable means the backing storage cannot be reached right now.
 	ErrUnavailable = errors.New("blob: storage unavailable")
-	// ErrInvalidKey means a key is empty or contains characters outside
-	// [A-Za-z0-9._-/] or a ".." element.
+	// ErrInvalidKey means a key breaks the syntax CheckKey enforces.
 	ErrInvalidKey = errors.New("blob: invalid key")
 )
 
@@ -111,4 +112,32 @@ type Reader interface {
 	io.ReaderAt
 	// Size is the blob's length in bytes.
 	Size() int64
+}
+
+// MaxKeyLen is the longest key a store accepts: every store keeps a key as
+// one file or object name segment.
+const MaxKeyLen = 255
+
+// CheckKey enforces the key syntax every store shares, so a key valid on
+// the local folder is valid on S3 and back: non-empty, at most MaxKeyLen
+// bytes of [A-Za-z0-9._/-], no leading or trailing "/", and no empty, "."
+// or ".." element. It returns an error wrapping ErrInvalidKey.
+func CheckKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen {
+		return fmt.Errorf("%w: length %d", ErrInvalidKey, len(key))
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '.' || c == '_' || c == '-' || c == '/'
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		}
+	}
+	for _, el := range strings.Split(key, "/") {
+		if el == "" || el == "." || el == ".." {
+			return fmt.Errorf("%w: %q", ErrInvalidKey, key)
+		}
+	}
+	return nil
 }

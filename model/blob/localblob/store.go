@@ -36,7 +36,7 @@ import (
 
 // MaxKeyLen is the longest key (and partial upload id) the store accepts:
 // a key is stored as one file name, and Linux file names stop at 255 bytes.
-const MaxKeyLen = 255
+const MaxKeyLen = blob.MaxKeyLen
 
 const (
 	dirObjects = "objects"
@@ -85,28 +85,8 @@ func New(root string) (*Store, error) {
 // Root returns the absolute folder the store lives in.
 func (s *Store) Root() string { return s.root }
 
-// checkKey enforces the key syntax shared by all blob stores: non-empty, at
-// most MaxKeyLen bytes of [A-Za-z0-9._/-], no leading or trailing "/", and
-// no empty, "." or ".." element.
-func checkKey(key string) error {
-	if key == "" || len(key) > MaxKeyLen {
-		return fmt.Errorf("%w: length %d", blob.ErrInvalidKey, len(key))
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '.' || c == '_' || c == '-' || c == '/'
-		if !ok {
-			return fmt.Errorf("%w: %q", blob.ErrInvalidKey, key)
-		}
-	}
-	for _, el := range strings.Split(key, "/") {
-		if el == "" || el == "." || el == ".." {
-			return fmt.Errorf("%w: %q", blob.ErrInvalidKey, key)
-		}
-	}
-	return nil
-}
+// checkKey is the key syntax every blob store shares.
+func checkKey(key string) error { return blob.CheckKey(key) }
 
 // fileName turns a valid key into a single file name; keyOf reverses it.
 func fileName(key string) string { return strings.ReplaceAll(key, "/", "+") }

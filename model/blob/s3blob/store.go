@@ -35,7 +35,7 @@ import (
 // MaxKeyLen is the longest key (and upload id) the store accepts, the
 // same as localblob's, so that keys move between stores and stay one file
 // name on file-backed S3 servers.
-const MaxKeyLen = 255
+const MaxKeyLen = blob.MaxKeyLen
 
 // S3 limits.
 const (
@@ -305,28 +305,8 @@ func (s *Store) Client() *s3.Client { return s.c }
 // Bucket returns the bucket the store lives in.
 func (s *Store) Bucket() string { return s.bucket }
 
-// checkKey enforces the key syntax shared by all blob stores: non-empty, at
-// most MaxKeyLen bytes of [A-Za-z0-9._/-], no leading or trailing "/", and
-// no empty, "." or ".." element.
-func checkKey(key string) error {
-	if key == "" || len(key) > MaxKeyLen {
-		return fmt.Errorf("%w: length %d", blob.ErrInvalidKey, len(key))
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '.' || c == '_' || c == '-' || c == '/'
-		if !ok {
-			return fmt.Errorf("%w: %q", blob.ErrInvalidKey, key)
-		}
-	}
-	for _, el := range strings.Split(key, "/") {
-		if el == "" || el == "." || el == ".." {
-			return fmt.Errorf("%w: %q", blob.ErrInvalidKey, key)
-		}
-	}
-	return nil
-}
+// checkKey is the key syntax every blob store shares.
+func checkKey(key string) error { return blob.CheckKey(key) }
 
 // name turns a valid key into one path segment; keyOf reverses it.
 func name(key string) string   { return strings.ReplaceAll(key, "/", "+") }
