@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,10 +14,8 @@ import (
 
 	"github.com/uptrace/bun"
 
-	filegate "github.com/filegate/filegate"
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model"
-	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/policy"
 )
 
@@ -51,21 +48,8 @@ func newAdmEnv(t testing.TB, db *bun.DB) *admEnv {
 // anything to them, so that several instances can share them.
 func newAdmServer(t testing.TB, db *bun.DB, blobDir string) *admEnv {
 	t.Helper()
-	ctx := context.Background()
-	repo := model.NewRepo(db)
-	blobs, err := localblob.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authz, err := policy.New(ctx, db, filegate.CasbinModel, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	srv, err := gateway.New(gateway.Config{}, gateway.Deps{Store: model.NewStore(repo, blobs, log), Authz: authz, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newTestServer(t, db, blobDir, gateway.Config{}, nil)
+	srv, repo, authz := env.srv, env.repo, env.authz
 	if err := srv.MountAdmin(gateway.AdminDeps{Policy: authz}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +58,7 @@ func newAdmServer(t testing.TB, db *bun.DB, blobDir string) *admEnv {
 	if !admDAVMounted(ts.URL) {
 		srv.Handle(gateway.DAVPrefix+"/", srv.DAVHandler())
 	}
-	return &admEnv{t: t, ts: ts, db: db, repo: repo, authz: authz, store: model.NewStore(repo, blobs, log)}
+	return &admEnv{t: t, ts: ts, db: db, repo: repo, authz: authz, store: env.store}
 }
 
 // seed adds the admin "root" with an API key and the tree.

@@ -19,10 +19,8 @@ import (
 
 	"github.com/uptrace/bun"
 
-	filegate "github.com/filegate/filegate"
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model"
-	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/policy"
 )
 
@@ -53,22 +51,11 @@ func userPW(name string) string { return fmt.Sprintf(testPassword, name) }
 func newAPIEnv(t *testing.T, db *bun.DB) *apiEnv {
 	t.Helper()
 	ctx := context.Background()
-	repo := model.NewRepo(db)
 	dir := t.TempDir()
-	blobs, err := localblob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	authz, err := policy.New(ctx, db, filegate.CasbinModel, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := gateway.New(gateway.Config{}, gateway.Deps{Store: model.NewStore(repo, blobs, log), Authz: authz, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newTestServer(t, db, dir, gateway.Config{}, log)
+	srv, repo, authz := env.srv, env.repo, env.authz
 	clock := &testClock{}
 	if err := srv.MountAPI(gateway.APIConfig{Clock: clock.now}); err != nil {
 		t.Fatal(err)
@@ -86,7 +73,7 @@ func newAPIEnv(t *testing.T, db *bun.DB) *apiEnv {
 	if _, err := repo.CreateGroup(ctx, "registrationstaff", "Catalyze's registration staff"); err != nil {
 		t.Fatal(err)
 	}
-	err = authz.Apply(ctx, policy.Change{Add: [][]string{
+	err := authz.Apply(ctx, policy.Change{Add: [][]string{
 		policy.Membership("user:admin", policy.AdminRole),
 		policy.Membership("user:bob", "group:registrationstaff"),
 		policy.Membership("user:carol", "group:registrationstaff"),

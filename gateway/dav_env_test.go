@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,11 +10,9 @@ import (
 
 	"github.com/uptrace/bun"
 
-	filegate "github.com/filegate/filegate"
 	"github.com/filegate/filegate/davfs/davtest"
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model"
-	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/policy"
 )
 
@@ -34,21 +31,8 @@ type davEnv struct {
 func newDAVEnv(t testing.TB, db *bun.DB, cfg gateway.Config) *davEnv {
 	t.Helper()
 	ctx := context.Background()
-	repo := model.NewRepo(db)
-	blobs, err := localblob.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	authz, err := policy.New(ctx, db, filegate.CasbinModel, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	store := model.NewStore(repo, blobs, log)
-	srv, err := gateway.New(cfg, gateway.Deps{Store: store, Authz: authz, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newTestServer(t, db, "", cfg, nil)
+	srv, repo, store, authz := env.srv, env.repo, env.store, env.authz
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	if !davMounted(ts.URL) {

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,10 +16,8 @@ import (
 
 	"github.com/uptrace/bun"
 
-	filegate "github.com/filegate/filegate"
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model"
-	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/model/dbtest"
 	"github.com/filegate/filegate/policy"
 	"github.com/filegate/filegate/tus"
@@ -34,20 +31,8 @@ func TestOneFileThreeDoors(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		repo := model.NewRepo(db)
-		blobs, err := localblob.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		authz, err := policy.New(ctx, db, filegate.CasbinModel, policy.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		log := slog.New(slog.DiscardHandler)
-		srv, err := gateway.New(gateway.Config{}, gateway.Deps{Store: model.NewStore(repo, blobs, log), Authz: authz, Log: log})
-		if err != nil {
-			t.Fatal(err)
-		}
+		env := newTestServer(t, db, "", gateway.Config{}, nil)
+		srv, repo, authz := env.srv, env.repo, env.authz
 		if err := srv.MountAPI(gateway.APIConfig{}); err != nil {
 			t.Fatal(err)
 		}

@@ -17,12 +17,9 @@ import (
 
 	"github.com/uptrace/bun"
 
-	filegate "github.com/filegate/filegate"
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model"
-	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/model/dbtest"
-	"github.com/filegate/filegate/policy"
 )
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
@@ -69,25 +66,12 @@ func (p *probe) reached() []string {
 func TestAuthentication(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
-		repo := model.NewRepo(db)
-		blobs, err := localblob.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		authz, err := policy.New(ctx, db, filegate.CasbinModel, policy.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
 		logs := &syncBuffer{}
 		log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		env := newTestServer(t, db, "", gateway.Config{}, log)
+		srv, repo := env.srv, env.repo
 		p := &probe{}
-		srv, err := gateway.New(gateway.Config{}, gateway.Deps{
-			Store: model.NewStore(repo, blobs, log), Authz: authz, Log: log,
-			Mounts: map[string]http.Handler{"/probe/": p},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		srv.Handle("/probe/", p)
 		ts := httptest.NewServer(srv.Handler())
 		t.Cleanup(ts.Close)
 

@@ -46,9 +46,6 @@ type Deps struct {
 	Store *model.Store
 	Authz Authorizer
 	Log   *slog.Logger
-	// Mounts are extra handlers by path prefix (e.g. "/dav/", "/uploads/"),
-	// each already wrapped in its own authorization.
-	Mounts map[string]http.Handler
 }
 
 // Server is filegate's HTTP server.
@@ -94,9 +91,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
-	for prefix, h := range d.Mounts {
-		s.mux.Handle(prefix, s.authenticated(h))
-	}
 	return s, nil
 }
 

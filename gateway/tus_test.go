@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -14,10 +13,8 @@ import (
 
 	"github.com/uptrace/bun"
 
-	filegate "github.com/filegate/filegate"
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model"
-	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/model/dbtest"
 	"github.com/filegate/filegate/policy"
 	"github.com/filegate/filegate/tus"
@@ -37,20 +34,8 @@ func newTusGW(t *testing.T, db *bun.DB) *tusGW {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	repo := model.NewRepo(db)
-	blobs, err := localblob.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	authz, err := policy.New(ctx, db, filegate.CasbinModel, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	srv, err := gateway.New(gateway.Config{}, gateway.Deps{Store: model.NewStore(repo, blobs, log), Authz: authz, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newTestServer(t, db, "", gateway.Config{}, nil)
+	srv, repo, authz := env.srv, env.repo, env.authz
 	door, err := srv.MountTus(ctx, tus.Config{})
 	if err != nil {
 		t.Fatal(err)
