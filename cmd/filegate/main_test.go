@@ -15,10 +15,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/filegate/filegate/cmd/filegate/proctest"
+	"github.com/filegate/filegate/model/blob/s3test"
 	"github.com/filegate/filegate/model/dbtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+// TestMain runs the tests through dbtest (which stops the shared
+// PostgreSQL), then removes proctest's binary and s3test's shared server.
+func TestMain(m *testing.M) {
+	code := dbtest.Main(m)
+	proctest.Cleanup()
+	s3test.Cleanup()
+	os.Exit(code)
+}
 
 // buildBinary compiles the real filegate binary once per test run.
 func buildBinary(t *testing.T) string {

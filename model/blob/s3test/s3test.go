@@ -4,7 +4,8 @@
 //
 // Most tests share one server per test binary through Shared and get a
 // fresh bucket from NewBucket; a test package that does so calls Main from
-// its TestMain so the server is stopped and its folder removed at the end.
+// its TestMain (or Cleanup after another harness's Main) so the server is
+// stopped and its folder removed at the end.
 // Tests that stop and restart the server (outage tests) start their own
 // with Start. The server gets SIGKILL from the kernel if the test binary
 // dies first, so no process outlives the tests.
@@ -78,10 +79,17 @@ var (
 // started. Call it from TestMain: os.Exit(s3test.Main(m)).
 func Main(m *testing.M) int {
 	code := m.Run()
+	Cleanup()
+	return code
+}
+
+// Cleanup removes the shared server, if one was started. It is Main
+// without running the tests, for a TestMain that runs them through
+// another harness's Main (dbtest.Main, say) and must call m.Run once.
+func Cleanup() {
 	if shared.srv != nil {
 		shared.srv.Remove()
 	}
-	return code
 }
 
 // Binary finds versitygw in PATH or in $(go env GOPATH)/bin. It returns an
