@@ -34,11 +34,25 @@ type Config struct {
 	// ShutdownGrace is how long in-flight requests may take to finish
 	// after a shutdown starts.
 	ShutdownGrace time.Duration
-	// ReadHeaderTimeout and IdleTimeout bound slow clients.
+	// ReadHeaderTimeout closes a connection whose request headers take
+	// longer (slowloris); default DefaultReadHeaderTimeout.
 	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	// MaxHeaderBytes caps request headers.
+	// IdleTimeout closes a keep-alive connection that sends no request
+	// for this long; default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps request headers (431 past it); default
+	// DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+	// BodyIdleTimeout ends a request whose body makes no progress for
+	// this long, on every door; default DefaultBodyIdleTimeout, negative
+	// disables it.
+	BodyIdleTimeout time.Duration
+	// MaxRanges is the most ranges a Range header may ask for; a GET
+	// asking for more gets the whole content. Default DefaultMaxRanges.
+	MaxRanges int
+	// MaxConcurrentStreams bounds the handlers one HTTP/2 connection runs
+	// at once; default DefaultMaxConcurrentStreams.
+	MaxConcurrentStreams int
 }
 
 // Deps are the parts the server is wired from, built in cmd/filegate.
@@ -75,14 +89,23 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = 30 * time.Second
 	}
-	if cfg.ReadHeaderTimeout == 0 {
-		cfg.ReadHeaderTimeout = 10 * time.Second
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
-	if cfg.IdleTimeout == 0 {
-		cfg.IdleTimeout = 2 * time.Minute
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	if cfg.MaxHeaderBytes == 0 {
-		cfg.MaxHeaderBytes = 64 << 10
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.BodyIdleTimeout == 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if cfg.MaxRanges <= 0 {
+		cfg.MaxRanges = DefaultMaxRanges
+	}
+	if cfg.MaxConcurrentStreams <= 0 {
+		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
 	s := &Server{
 		cfg: cfg, store: d.Store, repo: d.Store.Repo, authz: d.Authz, log: d.Log,
@@ -126,21 +149,24 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Handler returns the root handler with request ids, logging, metrics and
-// panic recovery around every route.
+// Handler returns the root handler with request ids, logging, metrics,
+// panic recovery and the shared request limits (stalled bodies, Range
+// lists) around every route.
 func (s *Server) Handler() http.Handler {
-	return s.observe(http.HandlerFunc(s.route))
+	return s.observe(s.limits(http.HandlerFunc(s.route)))
 }
 
 // Serve answers on l until ctx is cancelled, then stops accepting, answers
 // new requests on open connections with 503, and waits up to
-// ShutdownGrace for requests in flight.
+// ShutdownGrace for requests in flight. A listener that hands out TLS
+// connections negotiating "h2" gets HTTP/2 under the Config's bounds.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		HTTP2:             s.http2Config(),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

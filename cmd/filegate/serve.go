@@ -68,6 +68,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	publicURL := fs.String("public-url", envString("public-url", ""), "public origin for signed links, e.g. https://files.example.org; default the request's host [FILEGATE_PUBLIC_URL]")
 	debugListen := fs.String("debug-listen", envString("debug-listen", ""), "address for Go's pprof profiler, e.g. 127.0.0.1:6060; empty disables it [FILEGATE_DEBUG_LISTEN]")
 	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
+	readHeaderTimeout := fs.Duration("read-header-timeout", envDuration("read-header-timeout", gateway.DefaultReadHeaderTimeout),
+		"time a client gets to send a request's headers; slower connections are closed [FILEGATE_READ_HEADER_TIMEOUT]")
+	idleTimeout := fs.Duration("idle-timeout", envDuration("idle-timeout", gateway.DefaultIdleTimeout),
+		"how long an idle keep-alive connection stays open [FILEGATE_IDLE_TIMEOUT]")
+	maxHeaderBytes := fs.Int64("max-header-bytes", envInt64("max-header-bytes", gateway.DefaultMaxHeaderBytes),
+		"largest request header block; larger gets 431 [FILEGATE_MAX_HEADER_BYTES]")
+	bodyIdle := fs.Duration("body-idle-timeout", envDuration("body-idle-timeout", gateway.DefaultBodyIdleTimeout),
+		"a request body that sends nothing for this long is cut off (tus keeps what arrived); negative disables [FILEGATE_BODY_IDLE_TIMEOUT]")
+	maxRanges := fs.Int64("max-ranges", envInt64("max-ranges", gateway.DefaultMaxRanges),
+		"most byte ranges one GET may ask for; more get the whole file [FILEGATE_MAX_RANGES]")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,6 +98,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	srv, err := gateway.New(gateway.Config{
 		Listen: *listen, MaxUploadBytes: *maxUpload, ShutdownGrace: *grace,
+		ReadHeaderTimeout: *readHeaderTimeout, IdleTimeout: *idleTimeout, MaxHeaderBytes: int(*maxHeaderBytes),
+		BodyIdleTimeout: *bodyIdle, MaxRanges: int(*maxRanges),
 	}, gateway.Deps{Store: o.store, Authz: o.authz, Log: log})
 	if err != nil {
 		return err
