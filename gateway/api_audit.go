@@ -123,7 +123,19 @@ func (a *api) record(ctx context.Context, src AuditSource, sub, act, obj, nodeID
 		e.Decision = model.AuditAllow
 		e.Rule = ruleText(d)
 	}
-	if err := a.audit.Append(ctx, e); err != nil {
+	return a.appendAudit(ctx, e)
+}
+
+// appendAudit writes e to the audit trail. An allowed decision is written
+// while the request goes on: the request's answer waits for the row (see
+// recorder), so nothing is answered without it. A denial is written before
+// the refusal goes out, as is any decision made once the answer started.
+func (a *api) appendAudit(ctx context.Context, e model.AuditEntry) error {
+	wait := a.audit.AppendAsync(ctx, e)
+	if e.Decision == model.AuditAllow && deferAudit(ctx, wait) {
+		return nil
+	}
+	if err := wait(); err != nil {
 		a.s.logger(ctx).Error("audit append failed; refusing the request", "err", err)
 		return fmt.Errorf("%w: audit trail: %v", model.ErrUnavailable, err)
 	}
@@ -156,11 +168,7 @@ func (a *api) recordLink(r *http.Request, keyID string, n *model.Node, allowed b
 	if allowed {
 		d.Decision = model.AuditAllow
 	}
-	if err := a.audit.Append(r.Context(), d); err != nil {
-		a.s.logger(r.Context()).Error("audit append failed; refusing the request", "err", err)
-		return fmt.Errorf("%w: audit trail: %v", model.ErrUnavailable, err)
-	}
-	return nil
+	return a.appendAudit(r.Context(), d)
 }
 
 // auditJSON is one audit row as the API shows it.

@@ -228,3 +228,33 @@ func dropAuditGuards(t *testing.T, db *bun.DB) {
 		}
 	}
 }
+
+// An allowed request's audit row is written while the request works, but
+// its answer waits for the row: when the row cannot be written the client
+// gets 503 and none of the file's bytes, on every door.
+func TestNoAnswerWithoutAuditRow(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newAPIEnv(t, db)
+		ctx := context.Background()
+		m, _ := e.upload(as("admin"), "secret.txt", "TOP-SECRET-BYTES", "folder", "/")
+		if r := e.do(as("admin"), http.MethodGet, "/api/v1/files/"+m.ID+"/content", nil); r.status != 200 || !strings.Contains(string(r.body), "TOP-SECRET-BYTES") {
+			t.Fatalf("before: %d %q", r.status, r.body)
+		}
+		fail := "CREATE TRIGGER audit_fail BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
+		if model.IsPostgres(db) {
+			if _, err := db.ExecContext(ctx, `CREATE FUNCTION audit_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$`); err != nil {
+				t.Fatal(err)
+			}
+			fail = "CREATE TRIGGER audit_fail BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_fail()"
+		}
+		if _, err := db.ExecContext(ctx, fail); err != nil {
+			t.Fatal(err)
+		}
+		for _, path := range []string{"/api/v1/files/" + m.ID + "/content", "/dav/secret.txt"} {
+			r := e.do(as("admin"), http.MethodGet, path, nil)
+			if r.status != http.StatusServiceUnavailable || strings.Contains(string(r.body), "TOP-SECRET") {
+				t.Errorf("GET %s without audit: %d %q", path, r.status, r.body)
+			}
+		}
+	})
+}

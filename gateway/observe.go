@@ -23,6 +23,46 @@ type requestInfo struct {
 	id    string
 	mu    sync.Mutex
 	attrs []any
+
+	// audits are the request's audit appends still being committed, and
+	// answered is set once the first byte of the answer is on its way.
+	audits   []func() error
+	answered bool
+}
+
+// deferAudit hands wait to the request, which calls it before it answers,
+// so the audit row is committed while the request does its work. It
+// returns false, leaving the caller to wait itself, when the request is
+// already answering or ctx belongs to no request.
+func deferAudit(ctx context.Context, wait func() error) bool {
+	ri, ok := ctx.Value(requestInfoKey{}).(*requestInfo)
+	if !ok {
+		return false
+	}
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	if ri.answered {
+		return false
+	}
+	ri.audits = append(ri.audits, wait)
+	return true
+}
+
+// settleAudits marks the request as answering and waits for its deferred
+// audit appends; it returns the first failure.
+func (ri *requestInfo) settleAudits() error {
+	ri.mu.Lock()
+	ri.answered = true
+	waits := ri.audits
+	ri.audits = nil
+	ri.mu.Unlock()
+	var first error
+	for _, w := range waits {
+		if err := w(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 type requestInfoKey struct{}
@@ -86,7 +126,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		ri := &requestInfo{id: id}
 		w.Header().Set("X-Request-Id", id)
-		rec := &recorder{ResponseWriter: w, status: 0}
+		rec := &recorder{ResponseWriter: w, ri: ri, s: s}
 		// The body is swapped on a copy: net/http inspects the original
 		// request's Body to see whether an Expect: 100-continue body went
 		// unread, and without that it waits for a body the client will
@@ -105,6 +145,11 @@ func (s *Server) observe(next http.Handler) http.Handler {
 					writeJSONError(rec, http.StatusInternalServerError, "internal", "An internal error occurred.")
 				}
 			}
+			if rec.status == 0 {
+				// The handler answered nothing; net/http will send 200
+				// unless the audit trail failed.
+				rec.settle()
+			}
 			status := rec.status
 			if status == 0 {
 				status = http.StatusOK
@@ -122,13 +167,55 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	})
 }
 
+// recorder counts what a handler answers, and holds the answer back until
+// the request's audit rows are committed: no status and no byte leave
+// without a durable record of the decision that allowed them.
 type recorder struct {
 	http.ResponseWriter
+	ri     *requestInfo
+	s      *Server
 	status int
 	n      int64
+	// failed is set when the audit trail could not be written: the client
+	// got a 503 and whatever the handler writes next is dropped.
+	failed bool
+}
+
+// errAuditFailed stops a handler that writes after its answer was replaced
+// by a 503 because the audit trail failed.
+var errAuditFailed = errors.New("gateway: audit trail unavailable; answer replaced by 503")
+
+// settle waits for the request's audit rows before its first answer byte.
+// On failure it answers 503 itself and reports false.
+func (r *recorder) settle() bool {
+	if r.failed {
+		return false
+	}
+	if r.ri == nil || r.status != 0 {
+		return true
+	}
+	if err := r.ri.settleAudits(); err != nil {
+		r.s.log.Error("audit append failed; answering 503 instead", "request_id", r.ri.id, "err", err)
+		r.failed = true
+		r.status = http.StatusServiceUnavailable
+		h := r.ResponseWriter.Header()
+		for k := range h {
+			if k != "X-Request-Id" {
+				delete(h, k)
+			}
+		}
+		h.Set("Retry-After", "5")
+		writeJSONError(r.ResponseWriter, http.StatusServiceUnavailable, "unavailable",
+			"The audit trail could not be written; try again.")
+		return false
+	}
+	return true
 }
 
 func (r *recorder) WriteHeader(code int) {
+	if code >= 200 && !r.settle() {
+		return
+	}
 	if r.status == 0 && code >= 200 {
 		r.status = code
 	}
@@ -136,6 +223,9 @@ func (r *recorder) WriteHeader(code int) {
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
+	if !r.settle() {
+		return 0, errAuditFailed
+	}
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
@@ -146,6 +236,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 
 // ReadFrom keeps the connection's sendfile path for blob downloads.
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if !r.settle() {
+		return 0, errAuditFailed
+	}
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
@@ -161,12 +254,18 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 }
 
 func (r *recorder) Flush() {
+	if !r.settle() {
+		return
+	}
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
 func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if !r.settle() {
+		return nil, nil, errAuditFailed
+	}
 	if h, ok := r.ResponseWriter.(http.Hijacker); ok {
 		return h.Hijack()
 	}

@@ -107,17 +107,29 @@ func NewAuditLog(db *bun.DB) *AuditLog {
 // when the database cannot be reached, in which case nothing of this call
 // was written.
 func (a *AuditLog) Append(ctx context.Context, entries ...AuditEntry) error {
+	return a.AppendAsync(ctx, entries...)()
+}
+
+// AppendAsync queues entries for the next group commit and returns at
+// once; the returned wait blocks until they are committed and returns what
+// Append would have. It lets a request do its own work while its audit row
+// is being written, as long as it calls wait before it answers. An invalid
+// entry queues nothing and wait returns ErrInvalid.
+func (a *AuditLog) AppendAsync(ctx context.Context, entries ...AuditEntry) (wait func() error) {
 	if len(entries) == 0 {
-		return nil
+		return func() error { return nil }
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.Subject == "" || e.Action == "" || e.Object == "" || (e.Decision != AuditAllow && e.Decision != AuditDeny) {
+			err := fmt.Errorf("%w: audit entry needs subject, action, object and decision", ErrInvalid)
+			return func() error { return err }
+		}
 	}
 	waits := make([]chan error, 0, len(entries))
 	a.mu.Lock()
 	for i := range entries {
 		e := entries[i]
-		if e.Subject == "" || e.Action == "" || e.Object == "" || (e.Decision != AuditAllow && e.Decision != AuditDeny) {
-			a.mu.Unlock()
-			return fmt.Errorf("%w: audit entry needs subject, action, object and decision", ErrInvalid)
-		}
 		if e.At.IsZero() {
 			e.At = a.now()
 		}
@@ -128,16 +140,25 @@ func (a *AuditLog) Append(ctx context.Context, entries ...AuditEntry) error {
 	}
 	if !a.flushing {
 		a.flushing = true
-		a.flushLocked(context.WithoutCancel(ctx))
+		go func() {
+			a.mu.Lock()
+			a.flushLocked(context.WithoutCancel(ctx))
+			a.mu.Unlock()
+		}()
 	}
 	a.mu.Unlock()
+	var once sync.Once
 	var first error
-	for _, w := range waits {
-		if err := <-w; err != nil && first == nil {
-			first = err
-		}
+	return func() error {
+		once.Do(func() {
+			for _, w := range waits {
+				if err := <-w; err != nil && first == nil {
+					first = err
+				}
+			}
+		})
+		return first
 	}
-	return first
 }
 
 // flushLocked writes the queue in batches until it is empty. It is called
