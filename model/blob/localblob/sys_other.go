@@ -17,3 +17,5 @@ func startWriteback(fd int, off, n int64) {}
 func lockFile(fd int) error               { return nil }
 func sameFile(fd int, path string) bool   { return true }
 func inode(fi os.FileInfo) uint64         { return 0 }
+
+func renameNoReplace(oldpath, newpath string) error { return errNoRenameFlags }

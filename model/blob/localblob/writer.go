@@ -61,24 +61,37 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 	return n, err
 }
 
-// Commit fsyncs the temp file, renames it to the key and fsyncs the
-// directory. On failure the temp file is removed and the writer ended. It
-// returns blob.ErrNoSpace, or the error of a failed Write or of ctx.
+// errNoRenameFlags means the filesystem cannot rename without replacing.
+var errNoRenameFlags = errors.New("localblob: renameat2 flags unsupported")
+
+// Commit makes the blob durable under its key. On failure the temp file
+// (or the half-published blob) is removed and the writer ended. It returns
+// blob.ErrNoSpace, or the error of a failed Write or of ctx.
 //
-// The SHA-256 is stored in an xattr after the data fsync; the directory
-// fsync that follows the rename commits it with the rename on journalling
-// filesystems, and should it ever be lost Stat recomputes it.
+// A fresh key (the usual case: keys are new ids) is renamed into place
+// before the fsync, so that one journal commit makes the bytes, the xattr
+// holding the SHA-256 and the directory entry durable together; the
+// directory fsync that follows finds nothing left to write. That halves
+// the journal commits of small writes. Nothing refers to the key until
+// Commit returns, so a crash before the fsync leaves at worst an orphan
+// for the sweep. A key that already exists is never replaced by bytes
+// that are not yet durable: then the file is fsynced first and renamed
+// over it after.
 func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
 	if w.ended {
 		return blob.Info{}, errEnded
 	}
 	w.ended = true
 	tmp := w.f.Name()
+	published := ""
 	defer func() {
 		if err != nil {
 			w.p.abort()
 			w.f.Close()
 			os.Remove(tmp)
+			if published != "" {
+				os.Remove(published)
+			}
 		}
 		w.s.releaseTemp(tmp)
 	}()
@@ -91,14 +104,8 @@ func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
 	if err := ctx.Err(); err != nil {
 		return blob.Info{}, err
 	}
-	// fsync mostly waits on the device while the hasher catches up.
-	serr := w.f.Sync()
-	herr := w.p.waitHash()
-	if serr != nil {
-		return blob.Info{}, mapErr(serr)
-	}
-	if herr != nil {
-		return blob.Info{}, herr
+	if err := w.p.waitHash(); err != nil {
+		return blob.Info{}, err
 	}
 	sum := hex.EncodeToString(w.p.h.Sum(nil))
 	if err := setSum(tmp, sum); err != nil && !errors.Is(err, errNoXattr) {
@@ -108,12 +115,29 @@ func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
 	if err != nil {
 		return blob.Info{}, err
 	}
-	if err := w.f.Close(); err != nil {
-		return blob.Info{}, mapErr(err)
-	}
 	dst := w.s.objectPath(w.key)
-	if err := os.Rename(tmp, dst); err != nil {
-		return blob.Info{}, fmt.Errorf("localblob: commit %q: %w", w.key, mapErr(err))
+	switch rerr := renameNoReplace(tmp, dst); {
+	case rerr == nil:
+		published = dst
+		if err := w.f.Sync(); err != nil {
+			return blob.Info{}, mapErr(err)
+		}
+		published = ""
+		if err := w.f.Close(); err != nil {
+			return blob.Info{}, mapErr(err)
+		}
+	case errors.Is(rerr, os.ErrExist) || errors.Is(rerr, errNoRenameFlags):
+		if err := w.f.Sync(); err != nil {
+			return blob.Info{}, mapErr(err)
+		}
+		if err := w.f.Close(); err != nil {
+			return blob.Info{}, mapErr(err)
+		}
+		if err := os.Rename(tmp, dst); err != nil {
+			return blob.Info{}, fmt.Errorf("localblob: commit %q: %w", w.key, mapErr(err))
+		}
+	default:
+		return blob.Info{}, fmt.Errorf("localblob: commit %q: %w", w.key, mapErr(rerr))
 	}
 	if err := syncDir(filepath.Dir(dst)); err != nil {
 		// The blob is in place; only its durability across a power cut
