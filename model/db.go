@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -25,9 +26,15 @@ type DBOptions struct {
 	URL string
 	// DataDir holds the default SQLite file, filegate.db.
 	DataDir string
-	// MaxConns caps the PostgreSQL pool; zero means 4 per CPU.
+	// MaxConns caps the PostgreSQL pool; zero means DefaultMaxConns.
 	MaxConns int
 }
+
+// DefaultMaxConns is the PostgreSQL pool size when DBOptions.MaxConns is
+// zero: 4 per CPU the Go runtime may use, and at least 16, so that one
+// request holding a transaction never starves the few queries others
+// make outside it.
+func DefaultMaxConns() int { return max(16, 4*runtime.GOMAXPROCS(0)) }
 
 // OpenDB opens the metadata database and checks that it answers. SQLite
 // runs in WAL mode with a busy timeout and immediate write transactions, so
@@ -52,7 +59,7 @@ func openPostgres(ctx context.Context, o DBOptions) (*bun.DB, error) {
 	sqldb := sql.OpenDB(connector)
 	maxConns := o.MaxConns
 	if maxConns <= 0 {
-		maxConns = 16
+		maxConns = DefaultMaxConns()
 	}
 	sqldb.SetMaxOpenConns(maxConns)
 	sqldb.SetMaxIdleConns(maxConns)

@@ -27,6 +27,7 @@ type storeFlags struct {
 	data        string
 	databaseURL string
 	blobURL     string
+	dbMaxConns  int
 }
 
 // newFlagSet makes a flag set whose flags default to FILEGATE_* variables:
@@ -54,6 +55,8 @@ func (sf *storeFlags) register(fs *flag.FlagSet) {
 		"postgres://… or sqlite:///path.db; default SQLite in the data folder [FILEGATE_DATABASE_URL]")
 	fs.StringVar(&sf.blobURL, "blob-url", envString("blob-url", ""),
 		"blob store: file:///path, a folder path, or s3://bucket/prefix?endpoint=…&region=…&path_style=true (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default <data>/blobs [FILEGATE_BLOB_URL]")
+	fs.IntVar(&sf.dbMaxConns, "db-max-conns", int(envInt64("db-max-conns", int64(model.DefaultMaxConns()))),
+		"most PostgreSQL connections this process opens (one more listens for policy changes); instances × (this + 1) must stay below the server's max_connections [FILEGATE_DB_MAX_CONNS]")
 }
 
 // opened is everything a command may need, opened from the store flags.
@@ -73,7 +76,7 @@ func (o *opened) Close() {
 // open connects to the database, applies migrations, and opens the blob
 // store and the authorizer.
 func (sf *storeFlags) open(ctx context.Context, log *slog.Logger) (*opened, error) {
-	db, err := model.OpenDB(ctx, model.DBOptions{URL: sf.databaseURL, DataDir: sf.data})
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: sf.databaseURL, DataDir: sf.data, MaxConns: sf.dbMaxConns})
 	if err != nil {
 		return nil, err
 	}

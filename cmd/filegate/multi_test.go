@@ -35,15 +35,15 @@ type cluster struct {
 
 // startCluster starts n instances one after the other (the first one
 // migrates the database and creates the admin) with the given upload
-// lock lease.
-func startCluster(t *testing.T, n int, lease time.Duration) *cluster {
+// lock lease and extra serve flags.
+func startCluster(t *testing.T, n int, lease time.Duration, args ...string) *cluster {
 	t.Helper()
 	s3 := s3test.Shared(t)
 	c := &cluster{dbURL: dbtest.URL(t, dbtest.Postgres), blobURL: s3.URL(s3.NewBucket(t), "filegate")}
 	for range n {
 		c.nodes = append(c.nodes, proctest.Start(t, proctest.Options{
 			DatabaseURL: c.dbURL, BlobURL: c.blobURL, Env: s3test.Env(),
-			Args: []string{"--upload-lock-lease", lease.String(), "--log-level", "warn"},
+			Args: append([]string{"--upload-lock-lease", lease.String(), "--log-level", "warn"}, args...),
 		}))
 	}
 	return c

@@ -44,6 +44,15 @@ func envInt64(name string, def int64) int64 {
 	return def
 }
 
+func envBool(name string, def bool) bool {
+	if v, ok := os.LookupEnv(envName(name)); ok {
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b
+		}
+	}
+	return def
+}
+
 func envDuration(name string, def time.Duration) time.Duration {
 	if v, ok := os.LookupEnv(envName(name)); ok {
 		if d, err := time.ParseDuration(v); err == nil {
@@ -67,6 +76,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"how long an upload lock outlives an instance that died holding it (PostgreSQL) [FILEGATE_UPLOAD_LOCK_LEASE]")
 	publicURL := fs.String("public-url", envString("public-url", ""), "public origin for signed links, e.g. https://files.example.org; default the request's host [FILEGATE_PUBLIC_URL]")
 	debugListen := fs.String("debug-listen", envString("debug-listen", ""), "address for Go's pprof profiler, e.g. 127.0.0.1:6060; empty disables it [FILEGATE_DEBUG_LISTEN]")
+	trustForwarded := fs.Bool("trust-forwarded-headers", envBool("trust-forwarded-headers", false),
+		"build tus upload URLs from X-Forwarded-Host and X-Forwarded-Proto; set it only behind a proxy that sets them [FILEGATE_TRUST_FORWARDED_HEADERS]")
 	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
 	readHeaderTimeout := fs.Duration("read-header-timeout", envDuration("read-header-timeout", gateway.DefaultReadHeaderTimeout),
 		"time a client gets to send a request's headers; slower connections are closed [FILEGATE_READ_HEADER_TIMEOUT]")
@@ -111,7 +122,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv.HandleDoor(gateway.DAVPrefix+"/", srv.DAVHandler())
-	door, err := srv.MountTus(ctx, tus.Config{TTL: *uploadTTL, LockLease: *uploadLease})
+	door, err := srv.MountTus(ctx, tus.Config{TTL: *uploadTTL, LockLease: *uploadLease, RespectForwardedHeaders: *trustForwarded})
 	if err != nil {
 		return err
 	}

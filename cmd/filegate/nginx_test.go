@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/filegate/filegate/cmd/filegate/proctest"
+)
+
+// nginxConfig is what testdata/nginx.conf, the example the README
+// quotes, is rendered with.
+type nginxConfig struct {
+	// Test adds the test-only lines: foreground, paths under the prefix,
+	// and an X-Upstream header naming the instance that answered.
+	Test bool
+	// Listen is nginx's address.
+	Listen string
+	// Backends are the instances' host:port.
+	Backends []string
+}
+
+// startNginx runs Debian's nginx in the foreground in front of backends
+// with the example configuration and returns its base URL. A missing
+// nginx fails the test under CI=true and skips it otherwise.
+func startNginx(t *testing.T, backends []string) string {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		bin = "/usr/sbin/nginx"
+		if _, err = os.Stat(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("nginx is required under CI (.ci/install-deps installs it): %v", err)
+			}
+			t.Skipf("nginx missing (.ci/install-deps installs it): %v", err)
+		}
+	}
+	tmpl, err := template.ParseFiles(filepath.Join("testdata", "nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := proctest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var conf bytes.Buffer
+	cfg := nginxConfig{Test: true, Listen: "127.0.0.1:" + strconv.Itoa(port), Backends: backends}
+	if err := tmpl.Execute(&conf, cfg); err != nil {
+		t.Fatal(err)
+	}
+	confPath := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(confPath, conf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errLog := filepath.Join(dir, "error.log")
+	cmd := exec.Command(bin, "-e", errLog, "-p", dir, "-c", confPath)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	logs := func() string {
+		b, _ := os.ReadFile(errLog)
+		return out.String() + string(b)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGQUIT) // graceful
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("nginx error log:\n%s", logs())
+		}
+	})
+	base := "http://" + cfg.Listen
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("nginx exited:\n%s\n%s", logs(), conf.String())
+		default:
+		}
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return base
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx did not answer /healthz within 20s:\n%s", logs())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestNginxRoundRobin puts nginx, configured as the README's example,
+// in front of three instances on one PostgreSQL database and one S3
+// bucket, with plain round robin and no sticky sessions, and repeats the
+// cross-instance checks through it: a WebDAV PUT read back from another
+// instance, a lock honoured by the others, a tus upload whose PATCHes
+// land on different instances, and a MOVE whose Destination names the
+// proxy.
+func TestNginxRoundRobin(t *testing.T) {
+	cl := startCluster(t, 3, 2*time.Second, "--trust-forwarded-headers")
+	var backends []string
+	for _, n := range cl.nodes {
+		backends = append(backends, strings.TrimPrefix(n.URL, "http://"))
+	}
+	base := startNginx(t, backends)
+	c := newRR(t, "admin", adminPass, base)
+
+	t.Run("dav put get", func(t *testing.T) { c.t = t; checkPutGet(t, c, "proxied", 9<<20+77) })
+	t.Run("lock", func(t *testing.T) { c.t = t; checkLock(t, c, "proxied") })
+	t.Run("tus", func(t *testing.T) {
+		c.t = t
+		create := c.do("POST", "/uploads/", map[string]string{"Tus-Resumable": "1.0.0", "Upload-Length": "1",
+			"Upload-Metadata": "filename " + b64("probe.bin") + ",folder " + b64("/proxied")}, nil)
+		want(t, "tus create", create, 201)
+		if loc := create.header.Get("Location"); !strings.HasPrefix(loc, base+"/uploads/") {
+			t.Fatalf("tus Location %q is not behind the proxy %s", loc, base)
+		}
+		checkTus(t, c, "proxied", 12<<20+9, 4)
+	})
+	t.Run("move", func(t *testing.T) {
+		c.t = t
+		mv := c.do("MOVE", "/dav/proxied/scan.bin", map[string]string{"Destination": base + "/dav/proxied/moved.bin"}, nil)
+		want(t, "MOVE with the proxy's host in Destination", mv, 201, 204)
+		get := c.do("GET", "/dav/proxied/moved.bin", nil, nil)
+		want(t, "GET after MOVE", get, 200)
+		if get.backend == mv.backend || len(get.body) != 9<<20+77 {
+			t.Fatalf("GET on %s after MOVE on %s: %d bytes", get.backend, mv.backend, len(get.body))
+		}
+	})
+}
