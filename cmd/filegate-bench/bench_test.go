@@ -341,3 +341,45 @@ func TestMissingDoorIsNotAvailableNotAFailure(t *testing.T) {
 		t.Errorf("workload folder not removed: %v", err)
 	}
 }
+
+func TestS3SectionMergesIntoAnOlderReport(t *testing.T) {
+	old := "# report\n\n| workload | a |\n|---|---|\n| PUT | 1 |\n\n## Authorization decision\n\nx\n"
+	sec1 := s3Begin + "\n## S3\n\nfirst\n" + s3End + "\n"
+	sec2 := s3Begin + "\n## S3\n\nsecond\n" + s3End + "\n"
+	once := spliceSection(old, sec1)
+	if !strings.Contains(once, "| PUT | 1 |") || !strings.Contains(once, "first") ||
+		strings.Index(once, "first") > strings.Index(once, "## Authorization decision") {
+		t.Fatalf("first merge:\n%s", once)
+	}
+	twice := spliceSection(once, sec2)
+	if strings.Contains(twice, "first") || strings.Count(twice, s3Begin) != 1 || !strings.Contains(twice, "second") ||
+		!strings.Contains(twice, "| PUT | 1 |") || !strings.Contains(twice, "## Authorization decision") {
+		t.Fatalf("second merge:\n%s", twice)
+	}
+	oldLines := `{"workload":"big","target":"x/net"}` + "\n" + `{"workload":"s3big","target":"raw-sdk"}` + "\n"
+	got := string(mergeJSONL([]byte(oldLines), []byte(`{"workload":"s3small","target":"raw-sdk"}`+"\n")))
+	want := `{"workload":"big","target":"x/net"}` + "\n" + `{"workload":"s3small","target":"raw-sdk"}` + "\n"
+	if got != want {
+		t.Fatalf("merged jsonl:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestS3Selection(t *testing.T) {
+	c, err := parseFlags([]string{"-targets", "s3", "-workloads", "big"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.wantTarget(targetFGS3) || !c.wantTarget(targetSDK) || c.wantTarget("filegate/pg") {
+		t.Error("-targets s3 does not select exactly the S3 columns")
+	}
+	if !c.wantWorkload("s3big") || c.wantWorkload("s3small") || !c.wantWorkload("big") {
+		t.Error("-workloads big does not select big and s3big only")
+	}
+	if _, err := parseFlags([]string{"-merge"}, func(string) string { return "" }); err == nil {
+		t.Error("-merge with every target was accepted")
+	}
+	c, err = parseFlags([]string{"-merge", "-targets", "s3"}, func(string) string { return "" })
+	if err != nil || !c.wantWorkload("s3tusbig") || c.wantWorkload("small") {
+		t.Errorf("-merge -targets s3: err %v, workloads %q", err, c.workloads)
+	}
+}

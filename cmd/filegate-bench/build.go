@@ -51,7 +51,7 @@ func (h *harness) buildAll(ctx context.Context) error {
 		"build", "-o", b.xnet, "./cmd/filegate-bench/peers/xnetdav"); err != nil {
 		return err
 	}
-	if h.cfg.wantTarget("filegate/sqlite") || h.cfg.wantTarget("filegate/pg") {
+	if h.cfg.wantTarget("filegate/sqlite") || h.cfg.wantTarget("filegate/pg") || h.cfg.wantTarget(targetFGS3) {
 		fg := filepath.Join(binDir, "filegate")
 		os.Remove(fg)
 		if err := goCmd(ctx, h.root, filepath.Join(h.logDir, "build-filegate.log"), []string{"CGO_ENABLED=0"},

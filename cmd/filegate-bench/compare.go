@@ -90,7 +90,7 @@ func compareTables(oldMD, newMD string, higher func(row string) (bool, bool)) st
 	b.WriteString("| row | column | before | now | change |\n|---|---|---|---|---|\n")
 	n := 0
 	for _, nt := range parseTables(newMD) {
-		if nt.Kind != "workload" && nt.Kind != "benchmark" {
+		if nt.Kind != "workload" && nt.Kind != "S3 workload" && nt.Kind != "benchmark" {
 			continue
 		}
 		ot := olds[nt.Kind]

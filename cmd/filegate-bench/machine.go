@@ -108,7 +108,7 @@ func firstLine(dir, name string, args ...string) string {
 // document is the whole markdown report.
 func (h *harness) document(started time.Time, all []*targetSpec) string {
 	m := readMachine(h.runDir)
-	specs := h.rec.usedTargets(all)
+	specs := inSection(h.rec.usedTargets(all), "")
 	var b strings.Builder
 	mode := "full"
 	switch {
@@ -149,9 +149,16 @@ func (h *harness) document(started time.Time, all []*targetSpec) string {
 		fmt.Fprintf(&b, "- PostgreSQL %s for filegate/pg: %s, full_page_writes=on\n", h.pg.Version, h.pg.Settings)
 	}
 	b.WriteString("\n## Results\n\nMedian of the rounds, (min–max) across rounds. ⚠ marks a cell where a round failed (see notes).\n\n")
-	b.WriteString(h.rec.resultsTable(specs))
-	b.WriteString("\n## Ratios\n\nEach target's median divided by the best peer's, then by the binding limit's (for ↑ rows the lowest ceiling, for ↓ rows the highest floor). On ↑ rows above 1 is better; on ↓ rows below 1 is better.\n\n")
-	b.WriteString(h.rec.ratioTable(specs))
+	if len(specs) > 0 {
+		b.WriteString(h.rec.resultsTable(specs))
+		b.WriteString("\n## Ratios\n\nEach target's median divided by the best peer's, then by the binding limit's (for ↑ rows the lowest ceiling, for ↓ rows the highest floor). On ↑ rows above 1 is better; on ↓ rows below 1 is better.\n\n")
+		b.WriteString(h.rec.ratioTable(specs))
+	} else {
+		b.WriteString("No local-disk target in this run (-targets).\n")
+	}
+	if s3 := h.s3Section(started, all); s3 != "" {
+		b.WriteString("\n" + s3)
+	}
 	b.WriteString("\n## Authorization decision\n\n`go test -run '^$' -bench Decide -benchmem ./policy/`")
 	switch t := h.rec.benchTable(); {
 	case t != "":

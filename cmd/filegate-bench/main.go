@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,6 +36,7 @@ import (
 // config holds the sizes and choices of one run.
 type config struct {
 	short, smoke, keep, buildTusd bool
+	merge                         bool
 	bigSize, tusChunk             int64
 	smallSize, tusSmallSize       int64
 	smallN, workers, metaN        int
@@ -46,9 +48,19 @@ type config struct {
 	policyBenchtime               string
 }
 
-func (c *config) wantTarget(name string) bool { return inList(c.targets, name) }
+// wantTarget says whether the run has target name; "s3" names every
+// column of the S3 section.
+func (c *config) wantTarget(name string) bool {
+	return inList(c.targets, name) || (isS3Target(name) && inList(c.targets, sectionS3))
+}
 
+// wantWorkload says whether the run has workload id; the S3 workloads
+// (s3big, s3tusbig, s3small) also answer to "s3" and to the name of the
+// local-disk workload they mirror.
 func (c *config) wantWorkload(id string) bool {
+	if rest, ok := strings.CutPrefix(id, sectionS3); ok && rest != "" {
+		return inList(c.workloads, id) || inList(c.workloads, sectionS3) || inList(c.workloads, rest)
+	}
 	return inList(c.workloads, id) || (id != "policy" && strings.HasPrefix(id, "list") && inList(c.workloads, "list"))
 }
 
@@ -102,8 +114,9 @@ func parseFlags(args []string, getenv func(string) string) (*config, error) {
 	fs.BoolVar(&c.smoke, "smoke", false, "tiny sizes and 1 round: checks that the harness works, measures nothing")
 	fs.IntVar(&c.roundsLarge, "rounds-large", 0, "rounds for large workloads (default 3; 1 with -short or -smoke)")
 	fs.IntVar(&c.roundsSmall, "rounds-small", 0, "rounds for small workloads (default 5; 2 with -short, 1 with -smoke)")
-	fs.StringVar(&c.targets, "targets", "", "comma list of targets (default all): filegate/sqlite,filegate/pg,x/net,rclone,tusd,limit,disk")
-	fs.StringVar(&c.workloads, "workloads", "", "comma list of workloads (default all): big,small,list,meta,tusbig,tussmall,policy")
+	fs.StringVar(&c.targets, "targets", "", "comma list of targets (default all): filegate/sqlite,filegate/pg,x/net,rclone,tusd,limit,disk,filegate/pg-s3,raw-sdk,raw-sdk-tuned; s3 names the last three")
+	fs.StringVar(&c.workloads, "workloads", "", "comma list of workloads (default all): big,small,list,meta,tusbig,tussmall,policy,s3big,s3tusbig,s3small; s3 names the last three, and big, tusbig and small include their s3 twins")
+	fs.BoolVar(&c.merge, "merge", false, "write only the S3 section into the existing <out>.md (between its markers) and replace only the S3 lines of <out>.jsonl; needs S3 targets only")
 	fs.StringVar(&c.out, "out", "", "report path without extension (default bench/results/latest; bench/work/short or bench/work/smoke with -short or -smoke, so quick runs never replace the committed results)")
 	fs.StringVar(&c.workDir, "work", "", "folder for binaries, logs and target data (default bench/work)")
 	fs.StringVar(&c.compare, "compare", "", "an earlier report (.md) to show the change against")
@@ -130,6 +143,16 @@ func parseFlags(args []string, getenv func(string) string) (*config, error) {
 	if c.smoke && !set["build-tusd"] {
 		c.buildTusd = false
 	}
+	if c.merge {
+		for _, t := range []string{"filegate/sqlite", "filegate/pg", "x/net", "rclone", "tusd", "limit", "disk"} {
+			if c.wantTarget(t) {
+				return nil, errMergeMixed
+			}
+		}
+		if c.workloads == "" {
+			c.workloads = sectionS3
+		}
+	}
 	c.applySizes()
 	return c, nil
 }
@@ -145,6 +168,8 @@ type harness struct {
 	pg                            *pgServer
 	pgErr                         error
 	specs                         []*targetSpec
+	s3                            *s3Env
+	s3Err                         error
 	rec                           *recorder
 	stderr                        io.Writer
 	loadStart                     string
@@ -213,13 +238,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if h.bins.filegateNote != "" {
 		h.rec.note("%s", h.bins.filegateNote)
 	}
-	if h.bins.filegate != "" && cfg.wantTarget("filegate/pg") {
+	if h.bins.filegate != "" && (cfg.wantTarget("filegate/pg") || cfg.wantTarget(targetFGS3)) {
 		h.logf("starting PostgreSQL")
 		h.pg, h.pgErr = startPG(ctx, h.sup, h.logDir)
 		if h.pgErr != nil {
 			h.rec.note("PostgreSQL did not start: %v", h.pgErr)
 		}
 		defer h.pg.close()
+	}
+	if cfg.wantS3() {
+		h.logf("starting versitygw")
+		h.s3, h.s3Err = startS3(h.s3Dir())
+		if h.s3Err != nil {
+			h.rec.note("S3 server did not start: %v", h.s3Err)
+		}
+		defer h.s3.close()
 	}
 	h.specs = h.targetSpecs()
 	for _, w := range h.workloads() {
@@ -300,11 +333,16 @@ func removeStaleRuns(dir string) {
 
 // harnessOwned targets are part of the harness: their failure is a broken
 // harness, not a slow or unbuilt server.
-func harnessOwned(name string) bool { return name == "limit" || name == "disk" || name == "x/net" }
+func harnessOwned(name string) bool {
+	return name == "limit" || name == "disk" || name == "x/net" || name == targetSDK || name == targetSDKFast
+}
 
 // runWorkload starts every target that has the workload's door, runs the
 // setup and the interleaved rounds, and stops them again.
 func (h *harness) runWorkload(ctx context.Context, w *workload) {
+	if !slices.ContainsFunc(h.specs, func(s *targetSpec) bool { return s.Caps&w.on != 0 }) {
+		return // no target has the workload's door: no rows
+	}
 	h.rec.addRows(w)
 	rounds := h.cfg.roundsSmall
 	if w.Large {
@@ -400,6 +438,9 @@ func filterInOrder(all, keep []*running) []*running {
 // returns the exit status.
 func (h *harness) finish(started time.Time, jsonl *os.File, stdout io.Writer) int {
 	doc := h.document(started, h.specs)
+	if h.cfg.merge {
+		doc = h.s3Section(started, h.specs)
+	}
 	if h.cfg.compare != "" {
 		old, err := os.ReadFile(h.cfg.compare)
 		if err != nil {
@@ -411,14 +452,21 @@ func (h *harness) finish(started time.Time, jsonl *os.File, stdout io.Writer) in
 	}
 	fmt.Fprint(stdout, doc)
 	status := 0
-	if err := os.WriteFile(h.cfg.out+".md", []byte(doc), 0o644); err != nil {
-		h.logf("%v", err)
-		status = 1
-	}
-	jsonl.Close()
-	if err := os.Rename(h.cfg.out+".jsonl.tmp", h.cfg.out+".jsonl"); err != nil {
-		h.logf("%v", err)
-		status = 1
+	if h.cfg.merge {
+		if err := h.mergeInto(doc, jsonl); err != nil {
+			h.logf("%v", err)
+			status = 1
+		}
+	} else {
+		if err := os.WriteFile(h.cfg.out+".md", []byte(doc), 0o644); err != nil {
+			h.logf("%v", err)
+			status = 1
+		}
+		jsonl.Close()
+		if err := os.Rename(h.cfg.out+".jsonl.tmp", h.cfg.out+".jsonl"); err != nil {
+			h.logf("%v", err)
+			status = 1
+		}
 	}
 	for _, e := range h.harnessErrs {
 		h.logf("harness broken: %s", e)

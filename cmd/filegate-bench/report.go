@@ -220,13 +220,22 @@ func escapeCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 // resultsTable is the main table: one row per metric, one column per
 // target, median (min–max) of the rounds.
 func (r *recorder) resultsTable(specs []*targetSpec) string {
+	return r.resultsTableKind("workload", specs, "")
+}
+
+// resultsTableKind is the results table of one section; kind is its
+// first header cell, which -compare matches tables by.
+func (r *recorder) resultsTableKind(kind string, specs []*targetSpec, section string) string {
 	var b strings.Builder
-	b.WriteString("| workload |")
+	b.WriteString("| " + kind + " |")
 	for _, s := range specs {
 		b.WriteString(" " + s.Name + " |")
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---|", len(specs)) + "\n")
 	for _, m := range r.metrics {
+		if m.Section != section {
+			continue
+		}
 		b.WriteString("| " + escapeCell(m.Label) + " |")
 		for _, s := range specs {
 			b.WriteString(" " + escapeCell(r.cells[cellKey{m.ID, s.Name}].text()) + " |")
@@ -252,7 +261,7 @@ func (r *recorder) ratioTable(specs []*targetSpec) string {
 	}
 	b.WriteString(" best peer | limit |\n|---|" + strings.Repeat("---|", len(cols)+2) + "\n")
 	for _, m := range r.metrics {
-		if m.NoRatio {
+		if m.NoRatio || m.Section != "" {
 			continue
 		}
 		arrow := " ↓"

@@ -31,6 +31,7 @@ const (
 	capTus                         // tus 1.0.0 creation and PATCH
 	capDisk                        // the raw fsynced disk write, no server
 	capList                        // PROPFIND worth measuring
+	capS3                          // the S3 section's workloads
 )
 
 // targetSpec describes one column of the table.
@@ -41,8 +42,11 @@ type targetSpec struct {
 	DAVPath string // prefix of the WebDAV door, e.g. "/dav/"
 	TusPath string // tus creation URL path, e.g. "/uploads/"
 	// NA, when set, is why the target cannot run: its rows say so.
-	NA    string
-	start startFunc
+	NA string
+	// Section is the report section of the target's column: "" for the
+	// local-disk table, sectionS3 for the S3 one.
+	Section string
+	start   startFunc
 }
 
 // startFunc starts a target in dir; tag names the workload.
@@ -52,7 +56,8 @@ type startFunc func(ctx context.Context, dir, tag string) (*running, error)
 type running struct {
 	spec *targetSpec
 	ep   *endpoint
-	proc *proc // nil for the disk limit
+	proc *proc // nil for the disk and SDK limits
+	sdk  *sdkTarget
 	dir  string
 	stop func()
 }
@@ -80,6 +85,7 @@ func (h *harness) targetSpecs() []*targetSpec {
 		{Name: "limit", Role: roleLimit, Caps: capDAV | capTus, DAVPath: "/", TusPath: "/files/", start: h.startLimit},
 		{Name: "disk", Role: roleLimit, Caps: capDisk, start: h.startDisk},
 	}
+	specs = append(specs, h.s3Specs(pgNA)...)
 	var out []*targetSpec
 	for _, s := range specs {
 		if h.cfg.wantTarget(s.Name) {
@@ -139,32 +145,44 @@ func (h *harness) serve(ctx context.Context, l launch) (*running, error) {
 // pg is set and on SQLite in its data folder otherwise.
 func (h *harness) startFilegate(pg bool) startFunc {
 	return func(ctx context.Context, dir, tag string) (*running, error) {
-		args := []string{"serve", "--data", dir}
 		spec := h.spec("filegate/sqlite")
-		dropDB := func() {}
 		if pg {
 			spec = h.spec("filegate/pg")
-			name := "fgbench_" + strings.ReplaceAll(tag, "-", "_")
-			url, err := h.pg.newDatabase(ctx, name)
-			if err != nil {
-				return nil, err
-			}
-			args = append(args, "--database-url", url)
-			dropDB = func() { h.pg.dropDatabase(name) }
 		}
-		r, err := h.serve(ctx, launch{spec: spec, dir: dir, tag: tag, bin: h.bins.filegate,
-			opts:      spawnOpts{env: []string{"FILEGATE_ADMIN_PASSWORD=" + h.adminPass}},
-			args:      func(addr string) []string { return append(args, "--listen", addr) },
-			readyPath: "/readyz", readyOK: func(c int) bool { return c == http.StatusOK },
-			user: "admin", pass: h.adminPass})
+		return h.startFilegateOn(ctx, spec, dir, tag, pg, "", nil)
+	}
+}
+
+// startFilegateOn runs the real binary for spec: on a fresh PostgreSQL
+// database when pg is set, with blobs at blobURL when it is not empty,
+// with env added to the process's environment.
+func (h *harness) startFilegateOn(ctx context.Context, spec *targetSpec, dir, tag string, pg bool, blobURL string, env []string) (*running, error) {
+	args := []string{"serve", "--data", dir}
+	dropDB := func() {}
+	if pg {
+		name := "fgbench_" + strings.NewReplacer("-", "_", "/", "_").Replace(safeName(spec.Name)+"_"+tag)
+		url, err := h.pg.newDatabase(ctx, name)
 		if err != nil {
-			dropDB()
 			return nil, err
 		}
-		stop := r.stop
-		r.stop = func() { stop(); dropDB() }
-		return r, nil
+		args = append(args, "--database-url", url)
+		dropDB = func() { h.pg.dropDatabase(name) }
 	}
+	if blobURL != "" {
+		args = append(args, "--blob-url", blobURL)
+	}
+	r, err := h.serve(ctx, launch{spec: spec, dir: dir, tag: tag, bin: h.bins.filegate,
+		opts:      spawnOpts{env: append([]string{"FILEGATE_ADMIN_PASSWORD=" + h.adminPass}, env...)},
+		args:      func(addr string) []string { return append(args, "--listen", addr) },
+		readyPath: "/readyz", readyOK: func(c int) bool { return c == http.StatusOK },
+		user: "admin", pass: h.adminPass})
+	if err != nil {
+		dropDB()
+		return nil, err
+	}
+	stop := r.stop
+	r.stop = func() { stop(); dropDB() }
+	return r, nil
 }
 
 func (h *harness) startXNet(ctx context.Context, dir, tag string) (*running, error) {

@@ -22,6 +22,8 @@ type metricDef struct {
 	Higher bool
 	// NoRatio rows are informational (a response size) and get no ratios.
 	NoRatio bool
+	// Section is the report section the row belongs to; see targetSpec.
+	Section string
 }
 
 // workload is one measured scenario. Targets whose capabilities meet on
@@ -98,6 +100,7 @@ func (h *harness) workloads() []*workload {
 			{ID: "tus_small_p99", Label: "tus small-upload p99, ms"},
 		}, round: roundTusSmall},
 	)
+	ws = append(ws, h.s3Workloads()...)
 	var out []*workload
 	for _, x := range ws {
 		if c.wantWorkload(x.ID) {
