@@ -33,18 +33,29 @@ type cluster struct {
 	nodes   []*proctest.Instance
 }
 
-// startCluster starts n instances one after the other (the first one
-// migrates the database and creates the admin) with the given upload
-// lock lease and extra serve flags.
+// startCluster starts n instances at the same moment on a fresh
+// database (they race to migrate it and to create the admin) with the
+// given upload lock lease and extra serve flags.
 func startCluster(t *testing.T, n int, lease time.Duration, args ...string) *cluster {
 	t.Helper()
 	s3 := s3test.Shared(t)
 	c := &cluster{dbURL: dbtest.URL(t, dbtest.Postgres), blobURL: s3.URL(s3.NewBucket(t), "filegate")}
-	for range n {
-		c.nodes = append(c.nodes, proctest.Start(t, proctest.Options{
-			DatabaseURL: c.dbURL, BlobURL: c.blobURL, Env: s3test.Env(),
-			Args: append([]string{"--upload-lock-lease", lease.String(), "--log-level", "warn"}, args...),
-		}))
+	proctest.Binary(t)
+	c.nodes = make([]*proctest.Instance, n)
+	var wg sync.WaitGroup
+	for i := range c.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done() // also when Start fails t and ends this goroutine
+			c.nodes[i] = proctest.Start(t, proctest.Options{
+				DatabaseURL: c.dbURL, BlobURL: c.blobURL, Env: s3test.Env(),
+				Args: append([]string{"--upload-lock-lease", lease.String(), "--log-level", "warn"}, args...),
+			})
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	return c
 }

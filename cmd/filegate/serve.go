@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -163,7 +164,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // are no users at all. The password comes from FILEGATE_ADMIN_PASSWORD, or
 // is generated and returned to be printed once. An existing admin whose
 // password differs from FILEGATE_ADMIN_PASSWORD is left alone: the
-// variable only seeds a fresh install.
+// variable only seeds a fresh install, and an instance that loses the
+// race to create the admin to another one starting at the same moment
+// leaves it to that one.
 func bootstrapAdmin(ctx context.Context, o *opened) (generated string, err error) {
 	n, err := o.repo.CountUsers(ctx)
 	if err != nil || n > 0 {
@@ -176,7 +179,11 @@ func bootstrapAdmin(ctx context.Context, o *opened) (generated string, err error
 		pw = base64.RawURLEncoding.EncodeToString(b)
 		generated = pw
 	}
-	if _, err := o.repo.CreateUser(ctx, "admin", pw); err != nil {
+	if _, err := o.repo.CreateUser(ctx, "admin", pw); errors.Is(err, model.ErrExists) {
+		// Another instance on the same database, started at the same
+		// moment, created it first.
+		return "", nil
+	} else if err != nil {
 		return "", err
 	}
 	if err := o.authz.Apply(ctx, policy.Change{Add: [][]string{{"g", "user:admin", "role:admin"}}}); err != nil {
