@@ -222,6 +222,9 @@ func (u *upload) target(w http.ResponseWriter, r *http.Request) error {
 	if !u.a.allow(w, r, parent, policy.ActWrite) {
 		return errAnswered
 	}
+	if !parent.IsDir {
+		return fmt.Errorf("%w: folder names a file", model.ErrConflict)
+	}
 	actor := PrincipalFrom(ctx).ActorID()
 	for _, name := range missing {
 		f, err := u.a.s.repo.CreateFolder(ctx, parent, name, actor)
@@ -382,6 +385,9 @@ func (a *api) mintToken(ctx context.Context, n *model.Node, level, actor string,
 // resolveFolder finds the folder an upload or move names: by id, or by a
 // path whose missing tail it returns for the caller to create after
 // authorizing write on the deepest existing folder. Empty means the root.
+// The node found may be a file: callers authorize before they answer that
+// it is not a folder, so the answer tells nothing to a caller who may not
+// write there.
 func (a *api) resolveFolder(ctx context.Context, folder, parentID string) (*model.Node, []string, error) {
 	if parentID != "" {
 		p, err := a.s.repo.NodeByID(ctx, parentID)
@@ -390,9 +396,6 @@ func (a *api) resolveFolder(ctx context.Context, folder, parentID string) (*mode
 		}
 		if p.Archived() || p.Status != model.StatusCompleted {
 			return nil, nil, model.ErrNotFound
-		}
-		if !p.IsDir {
-			return nil, nil, fmt.Errorf("%w: parentId is not a folder", model.ErrConflict)
 		}
 		return p, nil, nil
 	}
@@ -404,9 +407,6 @@ func (a *api) resolveFolder(ctx context.Context, folder, parentID string) (*mode
 	for p := clean; ; {
 		n, err := a.s.repo.LiveByPath(ctx, p)
 		if err == nil {
-			if !n.IsDir {
-				return nil, nil, fmt.Errorf("%w: folder names a file", model.ErrConflict)
-			}
 			return n, missing, nil
 		}
 		if !errors.Is(err, model.ErrNotFound) {
@@ -516,7 +516,17 @@ func (a *api) patchFile(w http.ResponseWriter, r *http.Request) {
 			a.s.writeError(w, r, err)
 			return
 		}
+		if b.Folder != nil && dst.ID != n.ParentID && !a.may(r, policy.ActStat, dst) {
+			// A folder path the caller may not see answers as a missing one
+			// does, as in WebDAV, so probing paths reveals nothing.
+			a.s.writeError(w, r, model.ErrNotFound)
+			return
+		}
 		if dst.ID != n.ParentID && !a.allow(w, r, dst, policy.ActWrite) {
+			return
+		}
+		if !dst.IsDir {
+			a.s.writeError(w, r, fmt.Errorf("%w: the destination is not a folder", model.ErrConflict))
 			return
 		}
 		if (n.PHI || (b.PHI != nil && *b.PHI)) && dst.ID != n.ParentID {
