@@ -3,28 +3,82 @@ package gateway_test
 import (
 	"context"
 	"io"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/uptrace/bun"
+
+	filegate "github.com/filegate/filegate"
 	"github.com/filegate/filegate/davfs/davtest"
 	"github.com/filegate/filegate/gateway"
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob/s3blob"
+	"github.com/filegate/filegate/model/blob/s3test"
 	"github.com/filegate/filegate/model/dbtest"
 	"github.com/filegate/filegate/policy"
 )
 
 // TestDAVLitmus runs the litmus conformance suite against the whole
-// server (authentication, authorizer, WebDAV door) on PostgreSQL and
-// requires every test of basic, copymove, props, locks and http to pass.
+// server (authentication, authorizer, WebDAV door) on PostgreSQL, with the
+// bytes in a local folder and in S3 (versitygw), and requires every test
+// of basic, copymove, props, locks and http to pass.
 func TestDAVLitmus(t *testing.T) {
-	env := newDAVEnv(t, dbtest.Open(t, dbtest.Postgres), gateway.Config{})
-	env.user("litmus", "litmus-password")
-	env.apply(policy.Grant(policy.User("litmus"), policy.LevelFull, env.root.ID))
-	env.folder(env.root, "conformance")
-	for _, line := range davtest.Litmus(t, env.url("/conformance/"), "litmus", "litmus-password") {
-		t.Log(line)
+	for _, blobs := range []string{"local", "s3"} {
+		t.Run(blobs, func(t *testing.T) {
+			var env *davEnv
+			if blobs == "s3" {
+				env = newS3DAVEnv(t, dbtest.Open(t, dbtest.Postgres))
+			} else {
+				env = newDAVEnv(t, dbtest.Open(t, dbtest.Postgres), gateway.Config{})
+			}
+			env.user("litmus", "litmus-password")
+			env.apply(policy.Grant(policy.User("litmus"), policy.LevelFull, env.root.ID))
+			env.folder(env.root, "conformance")
+			for _, line := range davtest.Litmus(t, env.url("/conformance/"), "litmus", "litmus-password") {
+				t.Log(line)
+			}
+		})
 	}
+}
+
+// newS3DAVEnv is newDAVEnv with the bytes in a bucket of a versitygw of
+// the test's own, as `filegate serve --blob-url s3://…` wires it.
+func newS3DAVEnv(t *testing.T, db *bun.DB) *davEnv {
+	t.Helper()
+	ctx := context.Background()
+	s3 := s3test.StartT(t)
+	s3test.SetEnv(t)
+	cfg, err := s3blob.ParseURL(s3.URL(s3.NewBucket(t), "filegate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := s3blob.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authz, err := policy.New(ctx, db, filegate.CasbinModel, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	repo := model.NewRepo(db)
+	store := model.NewStore(repo, blobs, log)
+	srv, err := gateway.New(gateway.Config{}, gateway.Deps{Store: store, Authz: authz, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.HandleDoor(gateway.DAVPrefix+"/", srv.DAVHandler())
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	root, err := repo.LiveByPath(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &davEnv{t: t, ts: ts, db: db, repo: repo, store: store, authz: authz, root: root}
 }
 
 // TestDAVRclone copies a tree of 200 files up with rclone's WebDAV
