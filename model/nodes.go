@@ -2,6 +2,8 @@ package model
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -147,6 +149,39 @@ func requireLiveFolder(ctx context.Context, tx bun.IDB, id string) error {
 	return nil
 }
 
+// folderAndLive checks, in one round trip, that folderID is a live folder
+// and returns the live completed node at path (nil when there is none):
+// the two questions every file write asks. It returns ErrNotFound for a
+// missing or archived folder and ErrConflict when it is not a folder.
+func folderAndLive(ctx context.Context, tx bun.IDB, folderID, path string) (*Node, error) {
+	var rows []*Node
+	err := tx.NewSelect().Model(&rows).
+		WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+			return q.Where("n.id = ?", folderID).
+				WhereGroup(" OR ", func(q *bun.SelectQuery) *bun.SelectQuery {
+					return liveCompleted(q.Where("n.path = ?", path))
+				})
+		}).Scan(ctx)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, dbErr(err)
+	}
+	var folder, existing *Node
+	for _, n := range rows {
+		if n.ID == folderID {
+			folder = n
+		} else {
+			existing = n
+		}
+	}
+	switch {
+	case folder == nil || folder.Archived() || folder.Status != StatusCompleted:
+		return nil, ErrNotFound
+	case !folder.IsDir:
+		return nil, fmt.Errorf("%w: parent is not a folder", ErrConflict)
+	}
+	return existing, nil
+}
+
 func folderETag(id string, version int64) string {
 	return `"d` + id[:min(len(id), 16)] + "-" + strconv.FormatInt(version, 10) + `"`
 }
@@ -200,11 +235,8 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 		mod = now
 	}
 	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if err := requireLiveFolder(ctx, tx, parent.ID); err != nil {
-			return err
-		}
-		existing, err := liveByPath(ctx, tx, JoinPath(parent.Path, name))
-		if err != nil && err != ErrNotFound {
+		existing, err := folderAndLive(ctx, tx, parent.ID, JoinPath(parent.Path, name))
+		if err != nil {
 			return err
 		}
 		if err := cond.check(existing); err != nil {
