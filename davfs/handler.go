@@ -3,6 +3,7 @@ package davfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -115,13 +116,12 @@ type request struct {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("DAV", "1, 2")
 	w.Header().Set("MS-Author-Via", "DAV")
-	rel, ok := strings.CutPrefix(r.URL.Path, h.cfg.Prefix)
-	if !ok || (rel != "" && rel[0] != '/') {
+	p, err := requestPath(h.cfg.Prefix, r.URL)
+	if errors.Is(err, errOutside) {
 		http.NotFound(w, r)
 		return
 	}
-	p, err := model.CleanPath(rel)
-	if err != nil || strings.Contains(r.URL.RawPath, "%00") {
+	if err != nil {
 		http.Error(w, "bad path", http.StatusBadRequest)
 		return
 	}
@@ -157,6 +157,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allowMethods)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// errOutside marks a URL that is not under the door's prefix.
+var errOutside = errors.New("outside the WebDAV tree")
+
+// requestPath turns a request URL into the clean path that both the
+// authorizer and the store see: the decoded path below prefix through
+// model.CleanPath. It returns errOutside for a path not under prefix and
+// model.ErrInvalid for one CleanPath refuses or with an encoded NUL.
+func requestPath(prefix string, u *url.URL) (string, error) {
+	rel, ok := strings.CutPrefix(u.Path, prefix)
+	if !ok || (rel != "" && rel[0] != '/') {
+		return "", errOutside
+	}
+	if strings.Contains(u.RawPath, "%00") {
+		return "", fmt.Errorf("%w: encoded NUL in path", model.ErrInvalid)
+	}
+	return model.CleanPath(rel)
 }
 
 // allowed asks the authorizer whether the actor may do act on the node
@@ -269,6 +287,12 @@ func (h *Handler) fail(q *request, err error) {
 		q.w.Header().Set("Retry-After", "5")
 		status = http.StatusServiceUnavailable
 	default:
+		// A driver error from a query outside the repository (locks,
+		// properties) still means a full disk or a database away.
+		if m := model.DBErr(err); errors.Is(m, model.ErrNoSpace) || errors.Is(m, model.ErrUnavailable) {
+			h.fail(q, m)
+			return
+		}
 		h.log.Error("webdav request failed", "method", q.r.Method, "err", err)
 		status = http.StatusInternalServerError
 	}
@@ -293,12 +317,11 @@ func (h *Handler) destination(q *request) (string, bool) {
 		http.Error(q.w, "Destination is on another server", http.StatusBadGateway)
 		return "", false
 	}
-	rel, ok := strings.CutPrefix(u.Path, h.cfg.Prefix)
-	if !ok || (rel != "" && rel[0] != '/') {
+	p, err := requestPath(h.cfg.Prefix, u)
+	if errors.Is(err, errOutside) {
 		http.Error(q.w, "Destination is outside the WebDAV tree", http.StatusBadGateway)
 		return "", false
 	}
-	p, err := model.CleanPath(rel)
 	if err != nil {
 		http.Error(q.w, "malformed Destination", http.StatusBadRequest)
 		return "", false

@@ -378,6 +378,7 @@ func FuzzParse(f *testing.F) {
 				return
 			}
 			assertSafeSQL(t, in, c)
+			assertBoundWords(t, in, testSchema, c)
 			if !pg {
 				countWhere(t, db, c)
 			}
