@@ -41,6 +41,11 @@ func ErrorStatus(err error) (status int, code, message string) {
 			return e.status, e.code, e.message
 		}
 	}
+	// A raw driver error that reached here unmapped may still mean a full
+	// disk or a database away; those are 507 and 503, not 500.
+	if m := model.DBErr(err); errors.Is(m, model.ErrNoSpace) || errors.Is(m, model.ErrUnavailable) {
+		return ErrorStatus(m)
+	}
 	return http.StatusInternalServerError, "internal", "An internal error occurred."
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/driver/pgdriver"
 )
 
 // Repo is the metadata repository: every read and write of nodes and
@@ -66,10 +67,32 @@ func dbErr(err error) error {
 		return ErrNotFound
 	case isUniqueViolation(err):
 		return fmt.Errorf("%w: %v", ErrExists, err)
+	case isNoSpace(err):
+		return fmt.Errorf("%w: %v", ErrNoSpace, err)
 	case isUnavailable(err):
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err
+}
+
+// DBErr maps an error from a database query to the package's sentinels:
+// ErrNotFound for no rows, ErrExists for a unique violation, ErrNoSpace
+// for a full disk, ErrUnavailable for a database that cannot be reached;
+// other errors pass unchanged. Packages that query their own tables
+// through Repo.DB use it, and so do the doors' error tables, so that no
+// driver error becomes a 500 by accident.
+func DBErr(err error) error { return dbErr(err) }
+
+// isNoSpace reports whether the database could not write because its
+// disk or quota is full: SQLITE_FULL, PostgreSQL's disk_full (53100), or
+// ENOSPC/EDQUOT from below.
+func isNoSpace(err error) bool {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		return pgErr.Field('C') == "53100"
+	}
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		strings.Contains(err.Error(), "database or disk is full")
 }
 
 func isUnavailable(err error) bool {

@@ -214,6 +214,9 @@ func sendError(w http.ResponseWriter, r *http.Request, status int, code, msg str
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	body := code + ": " + msg + "\n"
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		io.WriteString(w, body)
@@ -275,6 +278,9 @@ func (w *respWriter) WriteHeader(code int) {
 		}
 		if w.rs.created != "" && hd.Get("Location") == "" {
 			hd.Set("Location", w.rs.base+w.rs.created)
+		}
+		if code == http.StatusServiceUnavailable && hd.Get("Retry-After") == "" {
+			hd.Set("Retry-After", "5") // as every other door's 503
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)

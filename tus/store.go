@@ -94,6 +94,11 @@ func modelErr(err error) error {
 	case errors.Is(err, blob.ErrOffset):
 		return handler.ErrMismatchOffset
 	}
+	// A driver error from the door's own tables still means a full disk
+	// or a database away, not a 500.
+	if m := model.DBErr(err); errors.Is(m, model.ErrNoSpace) || errors.Is(m, model.ErrUnavailable) {
+		return modelErr(m)
+	}
 	return err
 }
 
