@@ -2,6 +2,9 @@ package tus_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,6 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob"
+	"github.com/filegate/filegate/model/blob/s3blob"
+	"github.com/filegate/filegate/model/blob/s3test"
 	"github.com/filegate/filegate/model/dbtest"
 )
 
@@ -70,12 +80,45 @@ func jsArgs(p *serveProc, file, urlFile string, extra ...string) []string {
 
 // A 50 MiB upload aborted at about 40% is finished by a new client
 // process, at the same upload URL, with identical bytes; and a 0-byte
-// upload works.
+// upload works. The bytes live in a local folder, or in S3 (versitygw).
 func TestTusJSClientResumesInNewProcess(t *testing.T) {
 	node, script := nodeScript(t)
 	bin := buildFilegate(t)
-	data := t.TempDir()
-	p := startServe(t, bin, freePort(t), data)
+	t.Run("local", func(t *testing.T) {
+		data := t.TempDir()
+		dbURL, blobs := "sqlite://"+data+"/filegate.db", filepath.Join(data, "blobs")
+		p := startServe(t, bin, freePort(t), data)
+		jsResumeAndEmpty(t, node, script, p,
+			func(path string) (string, string, int64) { return storedFile(t, dbURL, blobs, path) },
+			func() []string { return blobLeftovers(blobs) })
+	})
+	t.Run("s3", func(t *testing.T) {
+		srv := s3test.StartT(t)
+		bucket := srv.NewBucket(t)
+		blobURL := srv.URL(bucket, "filegate")
+		data := t.TempDir()
+		dbURL := "sqlite://" + data + "/filegate.db"
+		p := startServe(t, bin, freePort(t), data, append(s3test.Env(), "FILEGATE_BLOB_URL="+blobURL)...)
+		s3test.SetEnv(t)
+		cfg, err := s3blob.ParseURL(blobURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := s3blob.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jsResumeAndEmpty(t, node, script, p,
+			func(path string) (string, string, int64) { return storedIn(t, dbURL, store, path) },
+			func() []string { return s3Leftovers(t, srv, bucket) })
+	})
+}
+
+// jsResumeAndEmpty runs the 50 MiB abort-and-resume and the 0-byte
+// uploads against p; stored reads back what the server recorded at a path
+// and leftovers lists what partial uploads left behind.
+func jsResumeAndEmpty(t *testing.T, node, script string, p *serveProc,
+	stored func(path string) (recorded, actual string, size int64), leftovers func() []string) {
 	file, sum := randomFile(t, 50<<20)
 	urlFile := filepath.Join(t.TempDir(), "url")
 
@@ -91,8 +134,7 @@ func TestTusJSClientResumesInNewProcess(t *testing.T) {
 	if r.URL != first {
 		t.Fatalf("the second client started over (%s) instead of resuming %s", r.URL, first)
 	}
-	dbURL := "sqlite://" + data + "/filegate.db"
-	rec, got, size := storedFile(t, dbURL, filepath.Join(data, "blobs"), "/ct-50.bin")
+	rec, got, size := stored("/ct-50.bin")
 	if rec != sum || got != sum || size != 50<<20 {
 		t.Fatalf("stored %d bytes, recorded sha256 %s, actual %s, want %s", size, rec, got, sum)
 	}
@@ -102,13 +144,64 @@ func TestTusJSClientResumesInNewProcess(t *testing.T) {
 	if _, code, stderr := runJS(t, node, script, jsArgs(p, empty, urlFile+"0")...); code != 0 {
 		t.Fatalf("0-byte upload: exit %d\n%s", code, stderr)
 	}
-	rec, got, size = storedFile(t, dbURL, filepath.Join(data, "blobs"), "/empty.bin")
+	rec, got, size = stored("/empty.bin")
 	if size != 0 || rec != sum256(nil) || got != rec {
 		t.Fatalf("0-byte file: size %d sha %s", size, rec)
 	}
-	if left := blobLeftovers(filepath.Join(data, "blobs")); len(left) != 0 {
+	if left := leftovers(); len(left) != 0 {
 		t.Fatalf("leftovers: %v", left)
 	}
+}
+
+// storedIn reads what the server recorded at path from its database and
+// blob store, and returns the recorded and the actual SHA-256.
+func storedIn(t *testing.T, dbURL string, blobs blob.Store, path string) (recorded, actual string, size int64) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: dbURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store := model.NewStore(model.NewRepo(db), blobs, nil)
+	n, err := store.Repo.LiveByPath(ctx, path)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	r, err := store.Open(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		t.Fatal(err)
+	}
+	return n.SHA256, hex.EncodeToString(h.Sum(nil)), n.Size
+}
+
+// s3Leftovers lists what unfinished uploads left in a bucket: objects
+// under partial/ and multipart uploads never completed or aborted.
+func s3Leftovers(t *testing.T, srv *s3test.Server, bucket string) []string {
+	t.Helper()
+	ctx := context.Background()
+	c := srv.Client()
+	var out []string
+	objs, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String("filegate/partial/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs.Contents {
+		out = append(out, *o.Key)
+	}
+	ups, err := c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ups.Uploads {
+		out = append(out, "multipart upload of "+*u.Key)
+	}
+	return out
 }
 
 // The server is SIGKILLed while tus-js-client is in the middle of a PATCH;
