@@ -293,7 +293,8 @@ func checkTus(t *testing.T, c *rrClient, dir string, size, chunks int) {
 func TestMultiInstance(t *testing.T) {
 	start := time.Now()
 	const lease = 2 * time.Second
-	cl := startCluster(t, 3, lease)
+	const pool = 4
+	cl := startCluster(t, 3, lease, "--db-max-conns", strconv.Itoa(pool))
 	c := newRR(t, "admin", adminPass, cl.bases()...)
 	t.Logf("three instances up after %v", time.Since(start).Round(time.Millisecond))
 
@@ -301,6 +302,7 @@ func TestMultiInstance(t *testing.T) {
 	t.Run("lock", func(t *testing.T) { c.t = t; checkLock(t, c, "multi") })
 	t.Run("tus resume", func(t *testing.T) { c.t = t; checkTus(t, c, "multi", 11<<20+5, 3) })
 	t.Run("policy", func(t *testing.T) { c.t = t; checkPolicy(t, c, cl) })
+	t.Run("pool", func(t *testing.T) { c.t = t; checkPool(t, c, cl, pool) })
 	t.Run("tus kill", func(t *testing.T) { c.t = t; checkKilledUpload(t, c, cl, lease) })
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
 }
@@ -434,4 +436,46 @@ func waitLockRow(t *testing.T, dbURL, id string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// checkPool sends many requests at once to every instance and then counts
+// the connections to the database: each instance keeps at most
+// --db-max-conns in its pool, plus the one that listens for policy
+// changes.
+func checkPool(t *testing.T, c *rrClient, cl *cluster, pool int) {
+	const perInstance = 4 * 4
+	var wg sync.WaitGroup
+	errs := make(chan string, perInstance*len(cl.nodes))
+	for range perInstance * len(cl.nodes) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				if r := c.do("PROPFIND", "/dav/multi/", map[string]string{"Depth": "1"}, nil); r.status != 207 {
+					errs <- fmt.Sprintf("PROPFIND on %s: %d", r.backend, r.status)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+	ctx := context.Background()
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: cl.dbURL, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.NewRaw("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()").
+		Scan(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	if limit := len(cl.nodes) * (pool + 1); n > limit {
+		t.Fatalf("%d connections to the database, more than %d instances × (--db-max-conns %d + 1)", n, len(cl.nodes), pool)
+	}
+	t.Logf("%d concurrent clients; %d connections to the database (limit %d)", perInstance*len(cl.nodes), n, len(cl.nodes)*(pool+1))
 }
