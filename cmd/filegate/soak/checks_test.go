@@ -18,7 +18,6 @@ import (
 
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/blob"
-	"github.com/filegate/filegate/model/blob/localblob"
 )
 
 // finalState checks, with both instances up, that each client's folder
@@ -130,14 +129,11 @@ type blobReport struct {
 	openSessions   int // tus sessions not completed
 }
 
-// checkBlobs compares the blob folder with the nodes table, runs the
-// orphan sweep, and compares again. Instances must be stopped.
-func checkBlobs(t *testing.T, ctx context.Context, db *bun.DB, blobDir string) blobReport {
+// checkBlobs compares the blob store with the nodes table, runs the
+// orphan sweep, and compares again. Instances must be stopped. In a local
+// blob folder (dir) it also counts writer leftovers and partial uploads.
+func checkBlobs(t *testing.T, ctx context.Context, db *bun.DB, store blob.Store, dir string) blobReport {
 	var rep blobReport
-	store, err := localblob.New(blobDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	type row struct {
 		BlobKey string `bun:"blob_key"`
 		SHA256  string `bun:"sha256"`
@@ -181,21 +177,28 @@ func checkBlobs(t *testing.T, ctx context.Context, db *bun.DB, blobDir string) b
 		}
 	}
 	rep.orphansBefore = orphans(blobs)
-	rep.tmpLeftovers = countDir(filepath.Join(blobDir, "tmp"))
+	rep.tmpLeftovers = -1
+	if dir != "" {
+		rep.tmpLeftovers = countDir(filepath.Join(dir, "tmp"))
+	}
 
 	var open []string
 	if err := db.NewSelect().Table("upload_sessions").Column("id").Where("status <> 'completed'").Scan(ctx, &open); err != nil && err != sql.ErrNoRows {
 		t.Fatal(err)
 	}
 	rep.openSessions = len(open)
-	entries, _ := os.ReadDir(filepath.Join(blobDir, "partial", "data"))
-	rep.partials = len(entries)
-	for _, e := range entries {
-		if !slices.Contains(open, e.Name()) {
-			rep.partialNoRow++
+	rep.partials = -1
+	if dir != "" {
+		entries, _ := os.ReadDir(filepath.Join(dir, "partial", "data"))
+		rep.partials = len(entries)
+		for _, e := range entries {
+			if !slices.Contains(open, e.Name()) {
+				rep.partialNoRow++
+			}
 		}
 	}
 
+	var err error
 	rep.swept, err = model.NewStore(model.NewRepo(db), store, nil).SweepOrphans(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -241,8 +244,13 @@ type auditReport struct {
 // The admin page's sign-out and the admin API's reads are not recorded
 // at all; they are listed here so the run reports them without failing
 // on them (see RELIABILITY.md).
-var decisions = map[string]int{"dav MOVE": 2, "tus HEAD": 0, "dav HEAD": 1,
+var decisions = map[string]int{"dav MOVE": 2, "tus HEAD": 0,
 	"admin GET users (session)": 0, "admin DELETE session": 0}
+
+// orMore lists kinds that may leave more rows than decisions: a tus PATCH
+// re-checks write access every second while its body streams, and each
+// re-check is recorded (see RELIABILITY.md).
+var orMore = map[string]bool{"tus PATCH": true}
 
 func decisionsOf(kind string) int {
 	if n, ok := decisions[kind]; ok {
@@ -296,7 +304,7 @@ func checkAudit(t *testing.T, ctx context.Context, db *bun.DB, attempts []attemp
 			rep.ok2xx++
 			rep.rows2xx += len(got)
 			rep.want2xx += decisionsOf(a.kind)
-			if len(got) != decisionsOf(a.kind) {
+			if len(got) != decisionsOf(a.kind) && !(orMore[a.kind] && len(got) > decisionsOf(a.kind)) {
 				rep.unaudited++
 				if rep.unaudited <= 10 {
 					t.Errorf("request %s (%s, %d) left %d audit rows, want %d", a.id, a.kind, a.status, len(got), decisionsOf(a.kind))

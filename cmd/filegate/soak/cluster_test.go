@@ -82,7 +82,8 @@ func (s *secrets) addAuthorization(h string) {
 // cluster is two serve processes on one database and one blob folder.
 type cluster struct {
 	dbURL   string
-	blobDir string
+	blobURL string
+	env     []string
 	inst    [2]*proctest.Instance
 	// up[i] is false while instance i is killed.
 	up    [2]atomic.Bool
@@ -163,7 +164,7 @@ func (c *cluster) start(t *testing.T, adminPassword string) {
 	t.Helper()
 	for i := range c.inst {
 		c.inst[i] = proctest.Start(t, proctest.Options{
-			DatabaseURL: c.dbURL, BlobURL: c.blobDir, AdminPassword: adminPassword,
+			DatabaseURL: c.dbURL, BlobURL: c.blobURL, Env: c.env, AdminPassword: adminPassword,
 			// A dead holder's upload lock lasts this long; short, so a
 			// resumed tus upload waits seconds rather than 15.
 			Args: []string{"--upload-lock-lease", "3s", "--shutdown-grace", "5s"},

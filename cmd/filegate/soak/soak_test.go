@@ -12,7 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/filegate/filegate/model/blob"
+	"github.com/filegate/filegate/model/blob/localblob"
+	"github.com/filegate/filegate/model/blob/s3blob"
+	"github.com/filegate/filegate/model/blob/s3test"
 	"github.com/filegate/filegate/model/dbtest"
+	"github.com/filegate/filegate/tus"
 )
 
 // maxRSSKiB bounds the peak resident set of each serve process.
@@ -29,10 +34,49 @@ const maxRSSKiB = 384 << 10
 // blob without a row nor a row without a blob, one audit row per audited
 // request, bounded memory, and no secret in any log line or audit row.
 func TestSoak(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "blobs")
+	runSoak(t, planFor(), backend{name: "local blob folder", label: "soak", blobURL: dir, dir: dir,
+		open: func(context.Context) (blob.Store, error) { return localblob.New(dir) }})
+}
+
+// TestSoakS3 is TestSoak with the blobs in an S3 bucket (versitygw):
+// shorter, since the bucket adds a process to the machine's load.
+func TestSoakS3(t *testing.T) {
+	srv := s3test.Shared(t)
+	url := srv.URL(srv.NewBucket(t), "soak")
+	s3test.SetEnv(t)
 	p := planFor()
+	p.duration, p.killEach = p.duration/2, p.killEach/2
+	runSoak(t, p, backend{name: "S3 bucket", label: "soak-s3", blobURL: url, env: s3test.Env(),
+		secrets: []string{s3test.SecretKey},
+		open: func(ctx context.Context) (blob.Store, error) {
+			cfg, err := s3blob.ParseURL(url)
+			if err != nil {
+				return nil, err
+			}
+			cfg.PartialKey = tus.BlobKey // as serve opens it
+			return s3blob.New(ctx, cfg)
+		}})
+}
+
+// backend is where the soak's instances keep their blobs.
+type backend struct {
+	name, label string
+	blobURL     string
+	env         []string
+	// secrets are the backend's credentials, for the secret scan.
+	secrets []string
+	// dir is the local blob folder, "" for S3: its writer leftovers and
+	// partial uploads are counted too.
+	dir  string
+	open func(ctx context.Context) (blob.Store, error)
+}
+
+func runSoak(t *testing.T, p plan, be backend) {
 	ctx := context.Background()
 	sec := &secrets{}
-	cl := &cluster{dbURL: dbtest.URL(t, dbtest.Postgres), blobDir: filepath.Join(t.TempDir(), "blobs")}
+	sec.add("blob store credential", be.secrets...)
+	cl := &cluster{dbURL: dbtest.URL(t, dbtest.Postgres), blobURL: be.blobURL, env: be.env}
 	adminPassword, accts := setup(t, ctx, cl.dbURL, p.clients, sec)
 	cl.start(t, adminPassword)
 	h := &harness{t: t, cl: cl, http: newHTTPClient(), sec: sec}
@@ -93,11 +137,15 @@ func TestSoak(t *testing.T) {
 
 	if dir := os.Getenv("FILEGATE_SOAK_LOGDIR"); dir != "" {
 		for i, in := range cl.inst {
-			os.WriteFile(filepath.Join(dir, fmt.Sprintf("instance-%c.log", 'A'+i)), []byte(in.Logs()), 0o600)
+			os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%c.log", be.label, 'A'+i)), []byte(in.Logs()), 0o600)
 		}
 	}
 	db := openDB(t, ctx, cl.dbURL)
-	blobs := checkBlobs(t, ctx, db, cl.blobDir)
+	store, err := be.open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := checkBlobs(t, ctx, db, store, be.dir)
 	sc := newScanner(sec)
 	logLines := 0
 	for i, in := range cl.inst {
@@ -109,34 +157,34 @@ func TestSoak(t *testing.T) {
 	audit := checkAudit(t, ctx, db, attempts, sc.scan)
 
 	n := &h.n
-	t.Logf("RELIABILITY soak: %v with %d clients on 2 instances (PostgreSQL, local blob folder); %d kills (SIGKILL, restart after %v); "+
-		"restarts took %v", elapsed.Round(time.Second), len(clients), cl.kills.Load(), p.down, cl.restartTimes)
-	t.Logf("RELIABILITY soak requests: %d logical operations, %d requests sent, %d answered, %d dropped by kills, %d retries, "+
+	t.Logf("RELIABILITY %s: %v with %d clients on 2 instances (PostgreSQL, %s); %d kills (SIGKILL, restart after %v); "+
+		"restarts took %v", be.label, elapsed.Round(time.Second), len(clients), be.name, cl.kills.Load(), p.down, cl.restartTimes)
+	t.Logf("RELIABILITY %s requests: %d logical operations, %d requests sent, %d answered, %d dropped by kills, %d retries, "+
 		"%d answers 503, %d answers 423 (tus lock of a dead holder), %d other 5xx; %d tus uploads resumed after a drop, "+
 		"%d of them complete by HEAD but never published; %d 403s to a file token minted moments before on the other instance; %d 401s to valid credentials; "+
 		"%.1f MiB up, %.1f MiB down",
-		n.ops.Load(), n.requests.Load(), n.answered.Load(), n.connErrors.Load(), n.retries.Load(), n.unavail.Load(),
+		be.label, n.ops.Load(), n.requests.Load(), n.answered.Load(), n.connErrors.Load(), n.retries.Load(), n.unavail.Load(),
 		n.locked.Load(), n.status5xx.Load(), n.tusResumed.Load(), n.tusStuck.Load(), n.stale403.Load(), n.spurious401.Load(), float64(n.bytesUp.Load())/(1<<20), float64(n.bytesDown.Load())/(1<<20))
-	t.Logf("RELIABILITY soak bytes: %d files checked at the end, %d sha256 mismatches; %d rows with content, %d blobs; "+
+	t.Logf("RELIABILITY %s bytes: %d files checked at the end, %d sha256 mismatches; %d rows with content, %d blobs; "+
 		"rows without blob %d, blobs whose sha256 differs from the row %d",
-		files, n.mismatches.Load(), blobs.rows, blobs.blobs, blobs.rowsNoBlob, blobs.blobSumDiffers)
-	t.Logf("RELIABILITY soak orphans: before the sweep %d committed blobs without a row and %d uncommitted writer files (left by kills); "+
-		"SweepOrphans removed %d; after it %d blobs without a row; %d partial uploads of %d unfinished tus sessions (%d without a session row)",
-		blobs.orphansBefore, blobs.tmpLeftovers, blobs.swept, blobs.orphansAfter, blobs.partials, blobs.openSessions, blobs.partialNoRow)
-	t.Logf("RELIABILITY soak audit: %d rows; %d successful requests of audited kinds left %d rows: %.3f rows per request, "+
+		be.label, files, n.mismatches.Load(), blobs.rows, blobs.blobs, blobs.rowsNoBlob, blobs.blobSumDiffers)
+	t.Logf("RELIABILITY %s orphans: before the sweep %d committed blobs without a row and %s uncommitted writer files (left by kills); "+
+		"SweepOrphans removed %d; after it %d blobs without a row; %s partial uploads of %d unfinished tus sessions (%d without a session row)",
+		be.label, blobs.orphansBefore, na(blobs.tmpLeftovers), blobs.swept, blobs.orphansAfter, na(blobs.partials), blobs.openSessions, blobs.partialNoRow)
+	t.Logf("RELIABILITY %s audit: %d rows; %d successful requests of audited kinds left %d rows: %.3f rows per request, "+
 		"%.3f rows per authorization decision; %d requests with fewer or more rows than decisions; "+
 		"%d rows disagreeing with their request; requests dropped by kills, by rows they left: %v; "+
 		"%d rows from requests no client sent; chain verifies: %v",
-		audit.rows, audit.ok2xx, audit.rows2xx, audit.perRequest(), audit.perDecision(), audit.unaudited,
+		be.label, audit.rows, audit.ok2xx, audit.rows2xx, audit.perRequest(), audit.perDecision(), audit.unaudited,
 		audit.wrongRows, audit.dropped, audit.foreignIDs, audit.chainOK)
 	for _, k := range audit.oddKinds() {
-		t.Logf("RELIABILITY soak audit: not one row per request: %s", k)
+		t.Logf("RELIABILITY %s audit: not one row per request: %s", be.label, k)
 	}
-	t.Logf("RELIABILITY soak memory: peak RSS (VmHWM) %.1f MiB over all instance processes (limit %d MiB)",
-		float64(cl.peakRSS.Load())/1024, maxRSSKiB>>10)
-	t.Logf("RELIABILITY secret scan: %d secrets (passwords, API keys, file tokens, link signatures, Authorization values, "+
+	t.Logf("RELIABILITY %s memory: peak RSS (VmHWM) %.1f MiB over all instance processes (limit %d MiB)",
+		be.label, float64(cl.peakRSS.Load())/1024, maxRSSKiB>>10)
+	t.Logf("RELIABILITY %s secret scan: %d secrets (passwords, API keys, file tokens, link signatures, Authorization values, "+
 		"session cookies, CSRF tokens) and %d patterns over %d log lines and %d audit rows: %d hits",
-		len(sc.what), len(sc.patterns), logLines, audit.rows, len(sc.hits))
+		be.label, len(sc.what), len(sc.patterns), logLines, audit.rows, len(sc.hits))
 
 	for _, line := range h.failureLogs() {
 		t.Logf("log of a failed request: %s", line)
@@ -168,4 +216,12 @@ func TestSoak(t *testing.T) {
 	if !strings.Contains(cl.inst[0].Logs(), "serving on") {
 		t.Errorf("instance A's log is empty: the scan saw nothing")
 	}
+}
+
+// na prints a count, or n/a for -1 (not counted on this backend).
+func na(n int) string {
+	if n < 0 {
+		return "n/a"
+	}
+	return fmt.Sprint(n)
 }
