@@ -242,17 +242,39 @@ func (c *client) tusFinish(loc string, data []byte, chunk int, deadline time.Tim
 // connection: with rst, abruptly (RST), else with FIN. It models a client
 // that dies mid-body.
 func (c *client) rawRequest(method, p string, hdr http.Header, body []byte, cut int, rst bool) error {
-	u, err := url.Parse(c.base)
-	if err != nil {
-		return err
-	}
-	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	conn, err := c.openRaw(method, p, hdr, int64(len(body)))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	if _, err := conn.Write(body[:cut]); err != nil {
+		return err
+	}
+	if rst {
+		conn.SetLinger(0)
+		return nil
+	}
+	// A FIN: the server reads the bytes that were sent, then EOF. Wait
+	// for its answer (an error status for the short body) or its close,
+	// so the next request does not race the server's cleanup.
+	conn.CloseWrite()
+	io.Copy(io.Discard, bufio.NewReader(conn))
+	return nil
+}
+
+// openRaw opens a TCP connection and sends a request's headers, with a
+// Content-Length of size; the caller writes the body.
+func (c *client) openRaw(method, p string, hdr http.Header, size int64) (*net.TCPConn, error) {
+	u, err := url.Parse(c.base)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n", method, p, u.Host, len(body))
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n", method, p, u.Host, size)
 	b.WriteString("Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+adminPassword)) + "\r\n")
 	for k, vs := range hdr {
 		for _, v := range vs {
@@ -260,21 +282,22 @@ func (c *client) rawRequest(method, p string, hdr http.Header, body []byte, cut 
 		}
 	}
 	b.WriteString("\r\n")
-	b.Write(body[:cut])
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
 	if _, err := conn.Write(b.Bytes()); err != nil {
-		return err
+		conn.Close()
+		return nil, err
 	}
-	if rst {
-		conn.(*net.TCPConn).SetLinger(0)
-		return nil
+	return conn.(*net.TCPConn), nil
+}
+
+// readStatus reads the status code of the answer on conn.
+func readStatus(conn net.Conn) (int, error) {
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0, err
 	}
-	// A FIN: the server reads the bytes that were sent, then EOF. Wait
-	// for its answer (an error status for the short body) or its close,
-	// so the next request does not race the server's cleanup.
-	conn.(*net.TCPConn).CloseWrite()
-	io.Copy(io.Discard, bufio.NewReader(conn))
-	return nil
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 // randomBytes returns n bytes from a seeded generator.
