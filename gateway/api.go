@@ -36,6 +36,14 @@ type APIConfig struct {
 	// MaxLinkTTL caps a link's lifetime (the files settings may lower
 	// it); zero means 24 hours.
 	MaxLinkTTL time.Duration
+	// SignedLinkRedirect answers a signed link's GET with a redirect to
+	// a short-lived pre-signed URL of the blob store, when the store can
+	// make one (S3), so the bytes flow from the bucket rather than through
+	// filegate. The pre-signed URL forces a download
+	// (Content-Disposition: attachment, Content-Type
+	// application/octet-stream). Clients must be able to reach the
+	// bucket's endpoint.
+	SignedLinkRedirect bool
 	// MaxPageSize caps list and search pages; zero means 1000.
 	MaxPageSize int
 	// Clock tells the time for signed links; nil means time.Now. Tests

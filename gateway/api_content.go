@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -306,7 +307,43 @@ func (a *api) serveLink(w http.ResponseWriter, r *http.Request) {
 		a.s.writeError(w, r, err)
 		return
 	}
+	if a.cfg.SignedLinkRedirect && r.Method == http.MethodGet && a.redirectToBlob(w, r, n, time.Unix(exp, 0)) {
+		return
+	}
 	a.serveContent(w, r, n)
+}
+
+// presigner is a blob store that hands out time-limited URLs reading one
+// blob straight from the backend, as an attachment (s3blob.Store).
+type presigner interface {
+	PresignGet(ctx context.Context, key, filename string, ttl time.Duration) (string, error)
+}
+
+// maxPresignTTL bounds a pre-signed URL: the client follows the redirect
+// at once, and a later Range request comes back through the signed link.
+const maxPresignTTL = 5 * time.Minute
+
+// redirectToBlob answers with a redirect to a pre-signed URL of n's blob,
+// valid until the link expires and at most maxPresignTTL. It reports
+// false, having written nothing, when the store cannot presign or fails
+// to; the caller then serves the bytes itself. HEAD is never redirected:
+// a pre-signed GET does not answer it.
+func (a *api) redirectToBlob(w http.ResponseWriter, r *http.Request, n *model.Node, linkExpires time.Time) bool {
+	p, ok := a.s.store.Blobs.(presigner)
+	if !ok || n.Status != model.StatusCompleted || n.BlobKey == "" {
+		return false
+	}
+	ttl := max(min(linkExpires.Sub(a.cfg.Clock()), maxPresignTTL), time.Second)
+	u, err := p.PresignGet(r.Context(), n.BlobKey, n.Name, ttl)
+	if err != nil {
+		a.s.logger(r.Context()).Warn("presign signed link; serving it directly", "err", err)
+		return false
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, u, http.StatusFound)
+	return true
 }
 
 // rotateLinkKey serves POST /api/v1/settings/links/rotate to admins: a new

@@ -79,6 +79,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	debugListen := fs.String("debug-listen", envString("debug-listen", ""), "address for Go's pprof profiler, e.g. 127.0.0.1:6060; empty disables it [FILEGATE_DEBUG_LISTEN]")
 	trustForwarded := fs.Bool("trust-forwarded-headers", envBool("trust-forwarded-headers", false),
 		"build tus upload URLs from X-Forwarded-Host and X-Forwarded-Proto; set it only behind a proxy that sets them [FILEGATE_TRUST_FORWARDED_HEADERS]")
+	linkRedirect := fs.Bool("signed-link-redirect", envBool("signed-link-redirect", false),
+		"answer signed links with a redirect to a short-lived pre-signed S3 URL (forced download) instead of streaming the bytes; clients must reach the S3 endpoint [FILEGATE_SIGNED_LINK_REDIRECT]")
 	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
 	readHeaderTimeout := fs.Duration("read-header-timeout", envDuration("read-header-timeout", gateway.DefaultReadHeaderTimeout),
 		"time a client gets to send a request's headers; slower connections are closed [FILEGATE_READ_HEADER_TIMEOUT]")
@@ -103,6 +105,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer o.Close()
 
+	if _, ok := o.store.Blobs.(interface {
+		PresignGet(context.Context, string, string, time.Duration) (string, error)
+	}); *linkRedirect && !ok {
+		log.Warn("--signed-link-redirect needs an s3:// blob store; signed links are served directly")
+	}
 	adminPassword, err := bootstrapAdmin(ctx, o)
 	if err != nil {
 		return err
@@ -116,7 +123,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := srv.MountAPI(gateway.APIConfig{BaseURL: *publicURL}); err != nil {
+	if err := srv.MountAPI(gateway.APIConfig{BaseURL: *publicURL, SignedLinkRedirect: *linkRedirect}); err != nil {
 		return err
 	}
 	if err := srv.MountAdmin(gateway.AdminDeps{Policy: o.authz, Audit: srv.AuditLog()}); err != nil {
