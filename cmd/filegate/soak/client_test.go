@@ -41,6 +41,8 @@ type counters struct {
 	tusStuck    atomic.Int64 // tus uploads complete by HEAD whose file never appeared
 	stale403    atomic.Int64 // 403s to a file token minted moments before on the other instance
 	spurious401 atomic.Int64 // 401s to valid credentials
+	spurious499 atomic.Int64 // 499s (cancelled) to requests the client did not cancel
+	interrupted atomic.Int64 // tus PATCHes interrupted though no other request touched the upload
 }
 
 // harness is what every client shares.
@@ -199,6 +201,15 @@ func (c *client) do(r req) error {
 			// reported, and sent again on the other instance.
 			c.h.n.spurious401.Add(1)
 			c.h.known("401 to valid credentials", id)
+			drain(resp)
+			c.prefer = 1 - i
+			time.Sleep(50 * time.Millisecond)
+			continue
+		case resp.StatusCode == 499:
+			// The client cancelled nothing: the server's own context for
+			// the connection was cancelled. Same known issue as the 401s.
+			c.h.n.spurious499.Add(1)
+			c.h.known("499 to a request the client did not cancel", id)
 			drain(resp)
 			c.prefer = 1 - i
 			time.Sleep(50 * time.Millisecond)

@@ -161,10 +161,10 @@ func runSoak(t *testing.T, p plan, be backend) {
 		"restarts took %v", be.label, elapsed.Round(time.Second), len(clients), be.name, cl.kills.Load(), p.down, cl.restartTimes)
 	t.Logf("RELIABILITY %s requests: %d logical operations, %d requests sent, %d answered, %d dropped by kills, %d retries, "+
 		"%d answers 503, %d answers 423 (tus lock of a dead holder), %d other 5xx; %d tus uploads resumed after a drop, "+
-		"%d of them complete by HEAD but never published; %d 403s to a file token minted moments before on the other instance; %d 401s to valid credentials; "+
+		"%d of them complete by HEAD but never published; %d 403s to a file token minted moments before on the other instance; %d 401s to valid credentials; %d 499s to requests the client did not cancel; %d tus PATCHes interrupted with no other request on the upload; "+
 		"%.1f MiB up, %.1f MiB down",
 		be.label, n.ops.Load(), n.requests.Load(), n.answered.Load(), n.connErrors.Load(), n.retries.Load(), n.unavail.Load(),
-		n.locked.Load(), n.status5xx.Load(), n.tusResumed.Load(), n.tusStuck.Load(), n.stale403.Load(), n.spurious401.Load(), float64(n.bytesUp.Load())/(1<<20), float64(n.bytesDown.Load())/(1<<20))
+		n.locked.Load(), n.status5xx.Load(), n.tusResumed.Load(), n.tusStuck.Load(), n.stale403.Load(), n.spurious401.Load(), n.spurious499.Load(), n.interrupted.Load(), float64(n.bytesUp.Load())/(1<<20), float64(n.bytesDown.Load())/(1<<20))
 	t.Logf("RELIABILITY %s bytes: %d files checked at the end, %d sha256 mismatches; %d rows with content, %d blobs; "+
 		"rows without blob %d, blobs whose sha256 differs from the row %d",
 		be.label, files, n.mismatches.Load(), blobs.rows, blobs.blobs, blobs.rowsNoBlob, blobs.blobSumDiffers)
