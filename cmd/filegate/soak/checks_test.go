@@ -104,14 +104,7 @@ func (c *client) readBack(name string) error {
 		return err
 	}
 	c.prefer = 1 - c.prefer
-	return c.apiMetaOf(name)
-}
-
-func (c *client) apiMetaOf(name string) error {
-	saved := c.files
-	c.files = map[string]*file{name: saved[name]}
-	defer func() { c.files = saved }()
-	return c.apiMeta()
+	return c.metaOf(name)
 }
 
 // blobReport is the blob folder compared with the nodes table.

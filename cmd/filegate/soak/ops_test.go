@@ -392,8 +392,9 @@ type apiFile struct {
 }
 
 // apiUpload creates a file through POST /api/v1/files and keeps its
-// full token. When a dropped attempt did create it, the retry gets 409
-// and the file's id is looked up by name.
+// full token. When a dropped attempt did create it, the retry gets 409;
+// the file is then known by name only (its id and token were in the
+// lost answer).
 func (c *client) apiUpload() error {
 	name := c.newName("a")
 	seed, size := c.rnd.Uint64(), c.size()
@@ -486,12 +487,16 @@ func (c *client) apiDownload() error {
 	return c.do(r)
 }
 
-// apiMeta reads a file's metadata and checks its SHA-256.
+// apiMeta reads a random file's metadata and checks its SHA-256.
 func (c *client) apiMeta() error {
 	name := c.pick(true)
 	if name == "" {
 		return c.apiUpload()
 	}
+	return c.metaOf(name)
+}
+
+func (c *client) metaOf(name string) error {
 	f := c.files[name]
 	return c.do(req{kind: "api GET file", door: "api",
 		build: func(base string) (*http.Request, error) {
