@@ -170,9 +170,9 @@ func (h *harness) document(started time.Time, all []*targetSpec) string {
 	}
 	b.WriteString("\n## Method\n\n")
 	b.WriteString(methodText)
-	if len(h.rec.notes) > 0 {
+	if notes := h.rec.notesOf(false); len(notes) > 0 {
 		b.WriteString("\n## Notes\n\n")
-		for _, n := range h.rec.notes {
+		for _, n := range notes {
 			b.WriteString("- " + n + "\n")
 		}
 	}

@@ -393,6 +393,12 @@ func (h *harness) s3Section(started time.Time, all []*targetSpec) string {
 	b.WriteString("\n")
 	b.WriteString(h.rec.s3RatioTable(specs))
 	b.WriteString("\n" + s3MethodText)
+	if notes := h.rec.notesOf(true); len(notes) > 0 {
+		b.WriteString("\nNotes:\n\n")
+		for _, n := range notes {
+			b.WriteString("- " + n + "\n")
+		}
+	}
 	b.WriteString(s3End + "\n")
 	return b.String()
 }
@@ -517,4 +523,24 @@ func (h *harness) mergeInto(section string, jsonl *os.File) error {
 		return err
 	}
 	return os.WriteFile(h.cfg.out+".jsonl", mergeJSONL(old, fresh), 0o644)
+}
+
+// isS3Note says whether a report note is about the S3 section: it names
+// an S3 workload, an S3 target or the S3 server.
+func isS3Note(n string) bool {
+	return strings.HasPrefix(n, sectionS3) || strings.Contains(n, targetFGS3) ||
+		strings.Contains(n, targetSDK) || strings.HasPrefix(n, "S3 server")
+}
+
+// notesOf returns the notes of the S3 section (s3) or of the rest.
+func (r *recorder) notesOf(s3 bool) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, n := range r.notes {
+		if isS3Note(n) == s3 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
