@@ -41,10 +41,13 @@
 //
 // # Reading, copying, listing
 //
-// Open makes one HeadObject; Seek only moves the offset, Read opens a
-// ranged GET from the offset and keeps reading it while reads are
-// sequential, and ReadAt makes one ranged GET for exactly its range. Every
-// GET carries If-Match with the ETag seen at Open. Copy is a server-side
+// Open makes one HeadObject; Seek only moves the offset, Read opens a GET
+// from the offset and keeps reading it while reads are sequential, and
+// ReadAt makes one ranged GET for exactly its range. A read from offset 0
+// asks for the whole object without a Range header: file-backed servers
+// (versitygw's posix backend) send a whole object with sendfile but copy
+// any range, even "bytes=0-", through a buffer. Every GET carries
+// If-Match with the ETag seen at Open. Copy is a server-side
 // CopyObject (a multipart UploadPartCopy above 5 GiB) that sets the
 // SHA-256 metadata on the copy. Walk lists objects/ with ListObjectsV2.
 //
@@ -95,6 +98,24 @@
 // publishes under a key derived from the upload id), the target is that
 // key under objects/ and Publish completes in place. An upload that never
 // filled a part is published with a single PutObject.
+//
+// # Memory
+//
+// Nothing holds a whole blob. The bounds, per operation in flight:
+//   - Writer: Concurrency+1 part buffers (the one filling and those being
+//     uploaded), 3 × 8 MiB = 24 MiB with the defaults. Buffers of
+//     PartSize are pooled across writers; from part 1001 on a blob's
+//     parts grow by PartSize every 1000 parts, so only blobs above about
+//     8 GiB use larger ones (at most 3 × 80 MiB, near the 440 GiB limit).
+//   - Append: the same bound; staged bytes read back for a part go into
+//     the head of that part's buffer.
+//   - Publish of an upload that never filled a part: its staged bytes,
+//     less than 5 MiB.
+//   - Reader: no buffer of its own for Read; WriteTo copies through one
+//     256 KiB buffer. The HTTP transport adds 256 KiB read and write
+//     buffers per connection.
+//   - Copy, multipart copy and Publish's copy run server side and move no
+//     bytes through the process; a rehash reads through 256 KiB.
 //
 // # Failures
 //

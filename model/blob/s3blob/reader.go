@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
@@ -27,14 +28,19 @@ type reader struct {
 
 func (r *reader) Size() int64 { return r.size }
 
-// get opens a GET for bytes [first, last] of the object, pinned to the
-// ETag seen at Open.
+// get opens a GET for bytes [first, last] of the object (last < 0: to
+// its end), pinned to the ETag seen at Open. A read of the whole object
+// sends no Range at all: servers that keep objects in files (versitygw's
+// posix backend) send a whole object with sendfile but copy a range
+// through a buffer, even "bytes=0-".
 func (r *reader) get(first, last int64) (io.ReadCloser, error) {
-	rng := fmt.Sprintf("bytes=%d-", first)
-	if last >= 0 {
-		rng = fmt.Sprintf("bytes=%d-%d", first, last)
+	in := &s3.GetObjectInput{Bucket: &r.s.bucket, Key: &r.object}
+	switch {
+	case last >= 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-%d", first, last))
+	case first > 0:
+		in.Range = aws.String(fmt.Sprintf("bytes=%d-", first))
 	}
-	in := &s3.GetObjectInput{Bucket: &r.s.bucket, Key: &r.object, Range: &rng}
 	if r.etag != "" {
 		in.IfMatch = &r.etag
 	}
