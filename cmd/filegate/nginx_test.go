@@ -114,7 +114,8 @@ func startNginx(t *testing.T, backends []string) string {
 // cross-instance checks through it: a WebDAV PUT read back from another
 // instance, a lock honoured by the others, a tus upload whose PATCHes
 // land on different instances, and a MOVE whose Destination names the
-// proxy.
+// proxy. Then one instance is killed, and every request through nginx
+// still succeeds.
 func TestNginxRoundRobin(t *testing.T) {
 	cl := startCluster(t, 3, 2*time.Second, "--trust-forwarded-headers")
 	var backends []string
@@ -145,5 +146,33 @@ func TestNginxRoundRobin(t *testing.T) {
 		if get.backend == mv.backend || len(get.body) != 9<<20+77 {
 			t.Fatalf("GET on %s after MOVE on %s: %d bytes", get.backend, mv.backend, len(get.body))
 		}
+	})
+	t.Run("one instance dies", func(t *testing.T) {
+		c.t = t
+		cl.nodes[0].Kill()
+		dead := backends[0]
+		want(t, "MKCOL", c.do("MKCOL", "/dav/after-kill", nil, nil), 201)
+		retried := 0
+		for i := range 6 {
+			body := randomBytes(64<<10+i, uint64(100+i))
+			p := "/dav/after-kill/f" + strconv.Itoa(i)
+			for _, r := range []reply{c.do("PUT", p, nil, body), c.do("GET", p, nil, nil)} {
+				want(t, r.header.Get("X-Upstream")+" "+p, r, 200, 201, 204)
+				if strings.Contains(r.backend, dead) {
+					retried++ // nginx tried the dead instance first, then the next
+				}
+				if r.status == 200 && sum(r.body) != sum(body) {
+					t.Fatalf("GET %s: %d bytes, want %d", p, len(r.body), len(body))
+				}
+			}
+		}
+		body := randomBytes(3<<20, 200)
+		loc := tusCreate(t, c, "after-kill", "upload.bin", len(body))
+		want(t, "tus PATCH", tusPatch(c, loc, 0, body[:1<<20]), 204)
+		want(t, "tus PATCH", tusPatch(c, loc, 1<<20, body[1<<20:]), 204)
+		if get := c.do("GET", "/dav/after-kill/upload.bin", nil, nil); get.status != 200 || sum(get.body) != sum(body) {
+			t.Fatalf("GET of the upload: %d, %d bytes", get.status, len(get.body))
+		}
+		t.Logf("with %s dead, every request succeeded; %d went to it first and were passed on", dead, retried)
 	})
 }
