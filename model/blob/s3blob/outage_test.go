@@ -112,21 +112,33 @@ func TestOutageIsUnavailable(t *testing.T) {
 // 503 SlowDown whenever fail says so.
 func flakyProxy(t *testing.T, target string, fail func(n int64) bool) string {
 	t.Helper()
+	var count atomic.Int64
+	return proxyWith(t, target, func(w http.ResponseWriter, r *http.Request) bool {
+		if !fail(count.Add(1)) {
+			return false
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
+		return true
+	})
+}
+
+// proxyWith is a real HTTP proxy in front of the S3 server that shows
+// every request to hook first; a request the hook answers (true) goes no
+// further.
+func proxyWith(t *testing.T, target string, hook func(w http.ResponseWriter, r *http.Request) bool) string {
+	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
 	proxy := httputil.NewSingleHostReverseProxy(u)
-	var count atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if fail(count.Add(1)) {
-			io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`)
-			return
+		if !hook(w, r) {
+			proxy.ServeHTTP(w, r)
 		}
-		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -31,22 +28,15 @@ func (rr *rangeRecorder) take() []string {
 
 func recordRanges(t *testing.T, target string) (*rangeRecorder, string) {
 	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
 	rr := &rangeRecorder{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return rr, proxyWith(t, target, func(_ http.ResponseWriter, r *http.Request) bool {
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/objects/") {
 			rr.mu.Lock()
 			rr.ranges = append(rr.ranges, r.Header.Get("Range"))
 			rr.mu.Unlock()
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return rr, srv.URL
+		return false
+	})
 }
 
 // A read from the start asks for the whole object without a Range, so
