@@ -81,6 +81,18 @@ func (s *Server) AuthorizeObject(r *http.Request, act, obj, nodeID string) (poli
 	return d, a.record(ctx, requestSource(r), sub, act, obj, nodeID, d)
 }
 
+// CatchingUp is implemented by authorizers that can check, after a
+// denial, whether the shared policy moved on without them
+// (policy.Authorizer.CatchUp); it reports whether their memory changed.
+type CatchingUp interface {
+	CatchUp(ctx context.Context) bool
+}
+
+func catchUp(ctx context.Context, pol Authorizer) bool {
+	c, ok := pol.(CatchingUp)
+	return ok && c.CatchUp(ctx)
+}
+
 // authorizeFirst decides the acts in order until one is allowed and
 // audits one row for the request: the allowing act, or the first act
 // denied. Acts admin and view_files are decided on "*".
@@ -91,21 +103,31 @@ func (s *Server) authorizeFirst(ctx context.Context, src AuditSource, sub string
 		}
 		return n.Lineage
 	}
-	a := s.apiOf()
-	if a == nil {
+	// A denial may only mean that this instance has not yet heard of a
+	// grant or token made on another one a moment ago: catch up once and
+	// decide again, so what one instance allowed the next one allows too.
+	first := func(pol Authorizer) (string, bool) {
 		for _, act := range acts {
-			if d := s.authz.Decide(ctx, sub, act, objOf(act)); d.Allowed {
-				return d, nil
+			if pol.Decide(ctx, sub, act, objOf(act)).Allowed {
+				return act, true
 			}
 		}
-		return policy.Decision{}, nil
+		return acts[0], false
 	}
-	act := acts[0]
-	for _, x := range acts {
-		if a.pol.Decide(ctx, sub, x, objOf(x)).Allowed {
-			act = x
-			break
+	a := s.apiOf()
+	if a == nil {
+		act, ok := first(s.authz)
+		if !ok && catchUp(ctx, s.authz) {
+			act, ok = first(s.authz)
 		}
+		if !ok {
+			return policy.Decision{}, nil
+		}
+		return s.authz.Decide(ctx, sub, act, objOf(act)), nil
+	}
+	act, ok := first(a.pol)
+	if !ok && catchUp(ctx, a.pol) {
+		act, _ = first(a.pol)
 	}
 	d := a.pol.Explain(ctx, sub, act, objOf(act))
 	nodeID := ""

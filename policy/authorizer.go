@@ -142,6 +142,8 @@ type Authorizer struct {
 	mu      sync.RWMutex
 	st      *state
 	pending []localChange
+
+	catchMu sync.Mutex // one CatchUp reads the database at a time
 }
 
 // New checks the model text (filegate.CasbinModel), seeds the built-in

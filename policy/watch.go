@@ -101,3 +101,23 @@ func (a *Authorizer) Sync(ctx context.Context) error {
 	a.applyLog(rev, entries)
 	return nil
 }
+
+// CatchUp syncs memory with the database when a denial may only reflect a
+// change this instance has not heard of yet (a token minted or a grant
+// made on another instance a moment ago), and reports whether memory
+// changed, so the caller decides again. Callers take turns, so a flood
+// of denials costs at most one database read at a time. A database error is logged and reported as no change:
+// the denial stands.
+func (a *Authorizer) CatchUp(ctx context.Context) bool {
+	before := a.Revision()
+	a.catchMu.Lock()
+	defer a.catchMu.Unlock()
+	if a.Revision() != before {
+		return true // someone else caught up while we waited
+	}
+	if err := a.Sync(ctx); err != nil {
+		a.log.Warn("policy: cannot check for newer policy after a denial", "err", err)
+		return false
+	}
+	return a.Revision() != before
+}
