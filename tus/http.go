@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -249,8 +250,16 @@ func (g *bodyGuard) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF && g.err == nil {
 		g.err = err
 	}
+	if errors.Is(err, net.ErrClosed) {
+		// The server closed the connection itself (its shutdown grace
+		// ran out): tusd would call that a 500; it is a 503 the client
+		// resumes from.
+		return n, errShuttingDown
+	}
 	return n, err
 }
+
+var errShuttingDown = tusError(http.StatusServiceUnavailable, "ERR_SHUTTING_DOWN", "the server is shutting down; resume the upload later")
 
 func (g *bodyGuard) Close() error { return g.rc.Close() }
 
