@@ -383,3 +383,16 @@ func TestS3Selection(t *testing.T) {
 		t.Errorf("-merge -targets s3: err %v, workloads %q", err, c.workloads)
 	}
 }
+
+func TestSmokeKeepsS3Short(t *testing.T) {
+	c, err := parseFlags([]string{"-smoke"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.wantWorkload("s3big") || c.wantWorkload("s3small") || c.wantWorkload("s3tusbig") || !c.wantWorkload("small") {
+		t.Error("smoke runs other S3 workloads than s3big, or drops a local one")
+	}
+	if !c.wantTarget(targetFGS3) || !c.wantTarget(targetSDK) || c.wantTarget(targetSDKFast) {
+		t.Error("smoke does not run exactly filegate/pg-s3 and raw-sdk")
+	}
+}
