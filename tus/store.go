@@ -266,6 +266,16 @@ func (u *upload) load(ctx context.Context) error {
 	n, err := u.h.store.Blobs.PartialSize(ctx, s.ID)
 	if err == nil {
 		u.offset = n
+		if n == s.Size && !s.SizeDeferred && !s.IsPartial {
+			// Every byte is durable but the instance died before it
+			// published them: the client's HEAD would say done and the
+			// file would never appear. Publish now.
+			u.h.log.Info("tus: publishing an upload whose last PATCH ended with a crash", "id", s.ID)
+			if err := u.FinishUpload(ctx); err != nil {
+				return err
+			}
+			u.done = true
+		}
 		return nil
 	}
 	if !errors.Is(err, blob.ErrNotFound) {
