@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -171,13 +172,19 @@ func (a *authenticator) cacheKey(u *model.User, pass string) [32]byte {
 	return out
 }
 
-// credErr keeps database outages distinct from bad credentials, so an
-// outage answers 503 rather than a misleading 401.
+// credErr keeps "no such user, key or token" apart from every other
+// failure: only the first is a bad credential (401). A database that
+// failed, a cancelled request or any unexpected error answers through the
+// error table (503, 499) instead of telling a client with valid
+// credentials that they are wrong.
 func credErr(err error) error {
+	if errors.Is(err, model.ErrNotFound) || errors.Is(err, model.ErrInvalid) {
+		return errBadCredentials
+	}
 	if errors.Is(err, model.ErrUnavailable) {
 		return err
 	}
-	return errBadCredentials
+	return fmt.Errorf("%w: checking credentials: %v", model.ErrUnavailable, err)
 }
 
 // challenge answers 401 with the Basic challenge WebDAV clients need.
