@@ -403,6 +403,7 @@ func testOutage(t *testing.T, mode string) {
 	if len(led.orphans) > 0 || len(led.missing) > 0 {
 		t.Errorf("ledger: %d blobs without a row %v, %d live files without their bytes %v", len(led.orphans), led.orphans, len(led.missing), led.missing)
 	}
+	noInternalErrors(t, in)
 	if !t.Failed() {
 		rel.survived = cycles
 	}
