@@ -451,6 +451,7 @@ const s3MethodText = `- filegate/pg-s3 is the real binary on PostgreSQL (the sam
 - raw-sdk-tuned is the same with less work per byte than s3blob does: unsigned payloads, no checksums, no 100-continue, 8 MiB parts for the large PUT.
 - Neither raw column stores metadata, hashes SHA-256 or crosses a second HTTP hop, so they are ceilings: ratios are filegate's median over theirs (↑ rows: above 1 is better).
 - Peak RSS is filegate's own process (VmHWM after clear_refs), not versitygw's.
+- Every byte of a filegate GET crosses a second loopback hop (versitygw → filegate → client) that the raw columns do not: about 1 CPU-second per GiB in filegate, nearly all of it in read and write system calls (pprof, ` + "`serve --debug-listen`" + `). On a 2-core machine that runs the client, versitygw and filegate at once, that CPU is the GET ratio's bound; PUT and tus are bound by versitygw's disk writes (each multipart object is written twice: parts, then the assembled object), which both sides share.
 `
 
 // inSection keeps the targets of one section ("" for the local-disk one).
