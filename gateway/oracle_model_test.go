@@ -594,3 +594,34 @@ func (o *oracle) apiVisible(s *oSubj) map[string]bool {
 	}
 	return out
 }
+
+// move puts n (and everything below it) under parent as name; grants stay
+// with the ids (README: a grant follows a node when it is moved).
+func (o *oracle) move(n, parent *oNode, name string) {
+	old, now := n.path, joinPath(parent.path, name)
+	for _, x := range o.nodes {
+		if within(x, n) && !x.purged {
+			x.path = now + strings.TrimPrefix(x.path, old)
+		}
+	}
+	n.parent = parent
+}
+
+// copyTree copies the live subtree of n under parent as name; the copies
+// are new nodes, so no grant on the originals reaches them.
+func (o *oracle) copyTree(n, parent *oNode, name string, id func(path string) string) {
+	c := o.add(parent, name, id(joinPath(parent.path, name)), n.dir)
+	c.phi = n.phi
+	for _, x := range append([]*oNode(nil), o.nodes...) {
+		if x.parent == n && x.archived == 0 && !x.purged {
+			o.copyTree(x, c, baseName(x.path), id)
+		}
+	}
+}
+
+func joinPath(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
