@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"golang.org/x/net/webdav"
@@ -283,6 +284,8 @@ func (h *Handler) fail(q *request, err error) {
 		status = http.StatusInsufficientStorage
 	case errors.Is(err, webdav.ErrLocked):
 		status = http.StatusLocked
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		status = http.StatusRequestTimeout // the body stalled (the gateway's idle deadline)
 	case errors.Is(err, model.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		q.w.Header().Set("Retry-After", "5")
 		status = http.StatusServiceUnavailable

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/policy"
@@ -31,6 +32,8 @@ var statusOf = []struct {
 	{model.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", "The request body is too large."},
 	{context.Canceled, 499, "canceled", "The request was canceled."},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "timeout", "The request timed out; retry later."},
+	// The body stopped arriving for Config.BodyIdleTimeout.
+	{os.ErrDeadlineExceeded, http.StatusRequestTimeout, "body_timeout", "The request body stopped arriving."},
 }
 
 // ErrorStatus returns the HTTP status, code and public message for err.

@@ -67,7 +67,11 @@ func (s *Server) limits(next http.Handler) http.Handler {
 				setLogAttr(r.Context(), "ranges_ignored", n)
 			}
 		}
-		if s.cfg.BodyIdleTimeout > 0 && r.Body != nil && r.Body != http.NoBody {
+		// ContentLength, not Body: observe has wrapped every Body. A
+		// request without one must get no deadline, or net/http's
+		// background read (which watches for a client hanging up) would
+		// time out and cancel the connection's context.
+		if s.cfg.BodyIdleTimeout > 0 && r.ContentLength != 0 && r.Body != nil {
 			// On a copy, like observe: net/http checks its own request's
 			// Body for an unanswered Expect: 100-continue.
 			r = r.WithContext(r.Context())
@@ -77,7 +81,11 @@ func (s *Server) limits(next http.Handler) http.Handler {
 			// 404) leaves net/http to drain up to 256 KiB of the body
 			// before it replies; this bounds that drain. Reads through
 			// idleBody move the deadline, so a handler that is slow to
-			// start reading is not cut.
+			// start reading is not cut. One case stays: a handler that
+			// ignores a body net/http then drains whole, and goes on
+			// streaming its answer for longer than the timeout, has its
+			// context cancelled when the deadline fires (a GET sent with
+			// a body it does not need).
 			rc.SetReadDeadline(time.Now().Add(s.cfg.BodyIdleTimeout))
 		}
 		next.ServeHTTP(w, r)

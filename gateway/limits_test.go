@@ -254,14 +254,53 @@ func stallBody(t *testing.T, e *limitsEnv, method, path string, total, sent int,
 	return string(got), time.Since(start)
 }
 
+// outlast is a handler that reads its body (when it declares one, as
+// handlers that expect none do not read), then works for longer than the
+// body idle timeout, and answers whether its context survived.
+func outlast(w http.ResponseWriter, r *http.Request) {
+	var n int64
+	if r.ContentLength != 0 {
+		n, _ = io.Copy(io.Discard, r.Body)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	fmt.Fprintf(w, "read %d, context %v", n, r.Context().Err())
+}
+
 func TestStalledBodyIsCut(t *testing.T) {
-	e := newLimitsEnv(t, gateway.Config{BodyIdleTimeout: time.Second}, nil, nil)
+	e := newLimitsEnv(t, gateway.Config{BodyIdleTimeout: time.Second}, nil, func(s *gateway.Server) {
+		s.Handle("/outlast/", http.HandlerFunc(outlast))
+	})
+
+	t.Run("work that outlasts the timeout after the body keeps its context, and so does the connection", func(t *testing.T) {
+		// The deadline must not outlive the body: net/http's background
+		// read would time out and cancel the connection's context, and
+		// every later request on it.
+		for _, body := range []string{"", "small body", ""} {
+			code, _, b := e.do("POST", "/outlast/x", strings.NewReader(body))
+			if want := fmt.Sprintf("read %d, context <nil>", len(body)); code != 200 || string(b) != want {
+				t.Fatalf("body %q: %d %q, want %q", body, code, b, want)
+			}
+		}
+	})
 
 	t.Run("a WebDAV PUT that stops sending is ended and stores nothing", func(t *testing.T) {
 		answer, held := stallBody(t, e, "PUT", "/dav/stalled.bin", 1<<20, 10<<10, "")
 		t.Logf("stalled PUT ended after %v (BodyIdleTimeout 1s); answer %q", held.Round(time.Millisecond), firstLine(answer))
+		if !strings.HasPrefix(answer, "HTTP/1.1 408") {
+			t.Fatalf("stalled PUT answered %q, want 408", firstLine(answer))
+		}
 		if code, _, _ := e.do("GET", "/dav/stalled.bin", nil); code != 404 {
 			t.Fatalf("GET of the cut-off PUT = %d, want 404", code)
+		}
+	})
+
+	t.Run("a files API upload that stops sending is ended and stores nothing", func(t *testing.T) {
+		answer, _ := stallBody(t, e, "POST", "/api/v1/files?name=stalled-api.bin", 1<<20, 10<<10, "Content-Type: application/octet-stream\r\n")
+		if !strings.HasPrefix(answer, "HTTP/1.1 408") {
+			t.Fatalf("stalled API upload answered %q, want 408", firstLine(answer))
+		}
+		if code, _, _ := e.do("GET", "/dav/stalled-api.bin", nil); code != 404 {
+			t.Fatalf("GET of the cut-off upload = %d, want 404", code)
 		}
 	})
 
