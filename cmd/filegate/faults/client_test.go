@@ -333,3 +333,14 @@ func (r *reliability) log(t testing.TB) {
 		t.Errorf("%s: %d of %d faults survived, %d bytes lost", r.suite, r.survived, r.faults, r.bytesLost)
 	}
 }
+
+// start runs an instance with opts and makes folder in it.
+func start(t testing.TB, opts proctest.Options, folder string) (*proctest.Instance, *client) {
+	t.Helper()
+	in := proctest.Start(t, opts)
+	c := newClient(t, in)
+	if a := c.mkcol(folder); a.status != http.StatusCreated {
+		t.Fatalf("MKCOL %s: %v", folder, a)
+	}
+	return in, c
+}

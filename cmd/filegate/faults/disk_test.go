@@ -73,12 +73,8 @@ func TestFaultDiskFullBlobs(t *testing.T) {
 	small := mountTmpfs(t, "32m")
 	data := t.TempDir()
 	blobs := filepath.Join(small, "blobs")
-	in := proctest.Start(t, proctest.Options{Data: data, BlobURL: "file://" + blobs})
-	c := newClient(t, in)
+	in, c := start(t, proctest.Options{Data: data, BlobURL: "file://" + blobs}, "/disk")
 	rel := reliability{suite: "disk-full-blobs"}
-	if a := c.mkcol("/disk"); a.status != http.StatusCreated {
-		t.Fatalf("MKCOL: %v", a)
-	}
 	old := randomBytes(10, 1<<20)
 	if a := c.put("/disk/keep.bin", old); a.status != http.StatusCreated {
 		t.Fatalf("PUT: %v", a)
@@ -156,6 +152,7 @@ func TestFaultDiskFullBlobs(t *testing.T) {
 	if len(led.orphans) > 0 || len(led.missing) > 0 || led.tmpFiles > 0 {
 		t.Errorf("ledger: orphans %v, live files without bytes %v, %d temp files left", led.orphans, led.missing, led.tmpFiles)
 	}
+	noInternalErrors(t, in)
 	rel.extra = append(rel.extra, fmt.Sprintf("orphans=%d tmp_left=%d", len(led.orphans), led.tmpFiles))
 	rel.log(t)
 }
@@ -168,12 +165,8 @@ func TestFaultDiskFullDatabase(t *testing.T) {
 	small := mountTmpfs(t, "16m")
 	data := filepath.Join(small, "data")
 	blobs := filepath.Join(t.TempDir(), "blobs")
-	in := proctest.Start(t, proctest.Options{Data: data, BlobURL: "file://" + blobs})
-	c := newClient(t, in)
+	in, c := start(t, proctest.Options{Data: data, BlobURL: "file://" + blobs}, "/db")
 	rel := reliability{suite: "disk-full-db"}
-	if a := c.mkcol("/db"); a.status != http.StatusCreated {
-		t.Fatalf("MKCOL: %v", a)
-	}
 	old := randomBytes(20, 64<<10)
 	if a := c.put("/db/keep.bin", old); a.status != http.StatusCreated {
 		t.Fatalf("PUT: %v", a)

@@ -20,11 +20,7 @@ func TestFaultDroppedConnectionTus(t *testing.T) {
 	if long() {
 		cuts, size = 1000, 48<<20
 	}
-	in := proctest.Start(t, proctest.Options{})
-	c := newClient(t, in)
-	if a := c.mkcol("/drops"); a.status != http.StatusCreated {
-		t.Fatalf("MKCOL: %v", a)
-	}
+	in, c := start(t, proctest.Options{}, "/drops")
 	data := randomBytes(1, size)
 	loc, a := c.tusCreate("/drops", "upload.bin", int64(size))
 	if loc == "" {
@@ -77,6 +73,7 @@ func TestFaultDroppedConnectionTus(t *testing.T) {
 	default:
 		rel.survived = rel.faults
 	}
+	noInternalErrors(t, in)
 	rel.extra = append(rel.extra, fmt.Sprintf("bytes_cut=%d bytes_resent=%d", cut, resent))
 	rel.log(t)
 }
@@ -109,11 +106,7 @@ func TestFaultDroppedConnectionDAV(t *testing.T) {
 	if long() {
 		cuts, size = 1000, 16<<20
 	}
-	in := proctest.Start(t, proctest.Options{})
-	c := newClient(t, in)
-	if a := c.mkcol("/drops"); a.status != http.StatusCreated {
-		t.Fatalf("MKCOL: %v", a)
-	}
+	in, c := start(t, proctest.Options{}, "/drops")
 	old := randomBytes(2, size/2)
 	if a := c.put("/drops/keep.bin", old); a.status != http.StatusCreated {
 		t.Fatalf("PUT: %v", a)
@@ -161,5 +154,6 @@ func TestFaultDroppedConnectionDAV(t *testing.T) {
 	if g := c.get("/drops/keep.bin"); g.sum != sum(next) {
 		t.Errorf("a whole PUT after the cuts did not stick")
 	}
+	noInternalErrors(t, in)
 	rel.log(t)
 }

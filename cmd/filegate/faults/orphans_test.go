@@ -36,12 +36,8 @@ func TestFaultOrphans(t *testing.T) {
 	dbURL := cl.URL("postgres")
 	data := t.TempDir()
 	blobs := filepath.Join(data, "blobs")
-	in := proctest.Start(t, proctest.Options{Data: data, DatabaseURL: dbURL, Args: []string{"--sweep-interval=1s"}})
-	c := newClient(t, in)
+	in, c := start(t, proctest.Options{Data: data, DatabaseURL: dbURL, Args: []string{"--sweep-interval=1s"}}, "/o")
 	rel := reliability{suite: "orphans"}
-	if a := c.mkcol("/o"); a.status != http.StatusCreated {
-		t.Fatalf("MKCOL: %v", a)
-	}
 	keep := map[string][]byte{"/o/a.bin": randomBytes(30, 256<<10), "/o/b.bin": randomBytes(31, 1<<20)}
 	for p, b := range keep {
 		if a := c.put(p, b); a.status != http.StatusCreated {

@@ -237,11 +237,7 @@ func testOutage(t *testing.T, mode string) {
 		dbURL = strings.Replace(dbURL, "127.0.0.1:"+strconv.Itoa(cl.Port), px.addr(), 1)
 	}
 	data := t.TempDir()
-	in := proctest.Start(t, proctest.Options{Data: data, DatabaseURL: dbURL})
-	c := newClient(t, in)
-	if a := c.mkcol("/load"); a.status != http.StatusCreated {
-		t.Fatalf("MKCOL: %v", a)
-	}
+	in, c := start(t, proctest.Options{Data: data, DatabaseURL: dbURL}, "/load")
 	l := &loadRun{c: c, stop: make(chan struct{}), files: map[string]*davFile{}}
 	for w := range 2 {
 		l.wg.Add(2)

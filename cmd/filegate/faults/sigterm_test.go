@@ -61,12 +61,8 @@ func testSIGTERM(t *testing.T, grace time.Duration, size int) {
 	if long() {
 		n = 6
 	}
-	in := proctest.Start(t, proctest.Options{Args: []string{fmt.Sprintf("--shutdown-grace=%v", grace)}})
-	c := newClient(t, in)
+	in, c := start(t, proctest.Options{Args: []string{fmt.Sprintf("--shutdown-grace=%v", grace)}}, "/s")
 	rel := reliability{suite: "sigterm-" + map[bool]string{true: "grace", false: "cut"}[grace > 5*time.Second]}
-	if a := c.mkcol("/s"); a.status != http.StatusCreated {
-		t.Fatalf("MKCOL: %v", a)
-	}
 	old := randomBytes(40, 256<<10)
 	var ups []*slowUpload
 	for i := range n {
