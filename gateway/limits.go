@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -71,12 +73,14 @@ func (s *Server) limits(next http.Handler) http.Handler {
 		// request without one must get no deadline, or net/http's
 		// background read (which watches for a client hanging up) would
 		// time out and cancel the connection's context.
+		var ib *idleBody
 		if s.cfg.BodyIdleTimeout > 0 && r.ContentLength != 0 && r.Body != nil {
 			// On a copy, like observe: net/http checks its own request's
 			// Body for an unanswered Expect: 100-continue.
 			r = r.WithContext(r.Context())
 			rc := http.NewResponseController(w)
-			r.Body = &idleBody{ReadCloser: r.Body, rc: rc, idle: s.cfg.BodyIdleTimeout}
+			ib = &idleBody{ReadCloser: r.Body, rc: rc, idle: s.cfg.BodyIdleTimeout}
+			r.Body = ib
 			// A handler that answers without reading (a refusal, a
 			// 404) leaves net/http to drain up to 256 KiB of the body
 			// before it replies; this bounds that drain. Reads through
@@ -89,6 +93,15 @@ func (s *Server) limits(next http.Handler) http.Handler {
 			rc.SetReadDeadline(time.Now().Add(s.cfg.BodyIdleTimeout))
 		}
 		next.ServeHTTP(w, r)
+		// The timeout also cancels the request's context (net/http does
+		// on any read error), and a door that sees the cancellation
+		// first returns without answering, which net/http would send as
+		// 200. The client may still be listening: tell it.
+		if ib != nil && ib.stalled {
+			if rec, ok := w.(*recorder); ok && rec.status == 0 {
+				writeJSONError(w, http.StatusRequestTimeout, "body_timeout", "The request body stopped arriving.")
+			}
+		}
 	})
 }
 
@@ -116,6 +129,8 @@ type idleBody struct {
 	rc   *http.ResponseController
 	idle time.Duration
 	done bool
+	// stalled is set when a read hit the deadline.
+	stalled bool
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
@@ -134,6 +149,8 @@ func (b *idleBody) Read(p []byte) (int, error) {
 		// unread rest fails at once and the connection closes.
 		b.rc.SetReadDeadline(time.Time{})
 		b.done = true
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		b.stalled = true
 	}
 	return n, err
 }
