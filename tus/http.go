@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
@@ -250,16 +251,26 @@ func (g *bodyGuard) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF && g.err == nil {
 		g.err = err
 	}
-	if errors.Is(err, net.ErrClosed) {
-		// The server closed the connection itself (its shutdown grace
-		// ran out): tusd would call that a 500; it is a 503 the client
-		// resumes from.
+	// tusd answers a body cut by the network with 500; none of these is
+	// the server's fault, and the client resumes from the stored offset.
+	var ne net.Error
+	switch {
+	case err == nil || err == io.EOF:
+	case errors.Is(err, net.ErrClosed): // the shutdown grace ran out
 		return n, errShuttingDown
+	case errors.Is(err, syscall.ECONNRESET):
+		return n, errConnReset
+	case errors.As(err, &ne) && ne.Timeout(): // a stalled body
+		return n, errBodyTimeout
 	}
 	return n, err
 }
 
-var errShuttingDown = tusError(http.StatusServiceUnavailable, "ERR_SHUTTING_DOWN", "the server is shutting down; resume the upload later")
+var (
+	errShuttingDown = tusError(http.StatusServiceUnavailable, "ERR_SHUTTING_DOWN", "the server is shutting down; resume the upload later")
+	errConnReset    = tusError(http.StatusBadRequest, "ERR_CONNECTION_RESET", "the connection was reset before the body ended")
+	errBodyTimeout  = tusError(http.StatusRequestTimeout, "ERR_READ_TIMEOUT", "the body stalled; resume the upload")
+)
 
 func (g *bodyGuard) Close() error { return g.rc.Close() }
 
