@@ -28,6 +28,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
+	"github.com/filegate/filegate/davfs/davtest"
 	"github.com/filegate/filegate/gateway"
 	"github.com/filegate/filegate/model/dbtest"
 	"github.com/filegate/filegate/policy"
@@ -99,27 +100,16 @@ func newLimitsEnv(t *testing.T, cfg gateway.Config, tlsCfg *tls.Config, mount fu
 	return e
 }
 
-// do sends an authenticated request and returns status, headers, body.
+// do sends an authenticated request over plain HTTP and returns status,
+// headers, body; hdr are name, value pairs.
 func (e *limitsEnv) do(method, path string, body io.Reader, hdr ...string) (int, http.Header, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.base+path, body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.SetBasicAuth("clerk", clerkPW)
+	h := map[string]string{}
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
+		h[hdr[i]] = hdr[i+1]
 	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, b
+	code, header, b := davtest.Do(e.t, method, e.base+path, body, h, func(r *http.Request) { r.SetBasicAuth("clerk", clerkPW) })
+	return code, header, []byte(b)
 }
 
 // dial opens a raw connection for clients net/http would not be.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/filegate/filegate/cmd/filegate/proctest"
+	"github.com/filegate/filegate/davfs/davtest"
 )
 
 // TestServeLimitFlags checks that serve's limit flags reach the server:
@@ -21,20 +22,11 @@ func TestServeLimitFlags(t *testing.T) {
 	inst := proctest.Start(t, proctest.Options{Args: []string{
 		"--read-header-timeout=1s", "--body-idle-timeout=1s", "--max-ranges=2"}})
 	addr := strings.TrimPrefix(inst.URL, "http://")
-	do := func(method, path string, body []byte, hdr ...string) (int, []byte) {
+	do := func(method, path string, body []byte, hdr map[string]string) (int, []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(method, inst.URL+path, bytes.NewReader(body))
-		req.SetBasicAuth("admin", "secret-admin")
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
+		code, _, b := davtest.Do(t, method, inst.URL+path, bytes.NewReader(body), hdr,
+			func(r *http.Request) { r.SetBasicAuth("admin", "secret-admin") })
+		return code, []byte(b)
 	}
 	dial := func() net.Conn {
 		c, err := net.Dial("tcp", addr)
@@ -70,13 +62,13 @@ func TestServeLimitFlags(t *testing.T) {
 
 	t.Run("max-ranges", func(t *testing.T) {
 		content := bytes.Repeat([]byte("0123456789"), 100)
-		if code, b := do("PUT", "/dav/ranged.txt", content); code != 201 {
+		if code, b := do("PUT", "/dav/ranged.txt", content, nil); code != 201 {
 			t.Fatalf("PUT = %d %s", code, b)
 		}
-		if code, b := do("GET", "/dav/ranged.txt", nil, "Range", "bytes=0-1,10-11"); code != 206 || bytes.Equal(b, content) {
+		if code, b := do("GET", "/dav/ranged.txt", nil, map[string]string{"Range": "bytes=0-1,10-11"}); code != 206 || bytes.Equal(b, content) {
 			t.Fatalf("two ranges: %d, %d bytes; want 206", code, len(b))
 		}
-		if code, b := do("GET", "/dav/ranged.txt", nil, "Range", "bytes=0-1,10-11,20-21"); code != 200 || !bytes.Equal(b, content) {
+		if code, b := do("GET", "/dav/ranged.txt", nil, map[string]string{"Range": "bytes=0-1,10-11,20-21"}); code != 200 || !bytes.Equal(b, content) {
 			t.Fatalf("three ranges: %d, %d bytes; want 200 with the whole file", code, len(b))
 		}
 	})
