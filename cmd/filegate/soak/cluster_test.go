@@ -93,6 +93,9 @@ type cluster struct {
 	// restartTimes are how long each restart took to serve again.
 	mu           sync.Mutex
 	restartTimes []time.Duration
+	// rssTrace is the resident set (MiB) of both instances every 30 s,
+	// to show that it does not grow with the run.
+	rssTrace []string
 }
 
 func randomSecret(n int) string {
@@ -187,7 +190,10 @@ func (c *cluster) sampleRSS() {
 
 // vmHWM returns the process's peak resident set size in KiB from
 // /proc/PID/status, or 0 when it cannot be read.
-func vmHWM(pid int) int64 {
+func vmHWM(pid int) int64 { return procStatus(pid, "VmHWM:") }
+
+// procStatus reads one KiB figure of /proc/PID/status.
+func procStatus(pid int, field string) int64 {
 	if pid == 0 {
 		return 0
 	}
@@ -198,7 +204,7 @@ func vmHWM(pid int) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return n
 		}
@@ -213,6 +219,7 @@ func (c *cluster) chaos(ctx context.Context, t *testing.T, p plan) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	next := time.Now().Add(p.killEach)
+	n := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -220,6 +227,12 @@ func (c *cluster) chaos(ctx context.Context, t *testing.T, p plan) {
 		case <-tick.C:
 		}
 		c.sampleRSS()
+		if n++; n%30 == 0 {
+			c.mu.Lock()
+			c.rssTrace = append(c.rssTrace, fmt.Sprintf("%d/%d", procStatus(c.inst[0].PID(), "VmRSS:")>>10,
+				procStatus(c.inst[1].PID(), "VmRSS:")>>10))
+			c.mu.Unlock()
+		}
 		if time.Now().Before(next) {
 			continue
 		}

@@ -180,8 +180,8 @@ func runSoak(t *testing.T, p plan, be backend) {
 	for _, k := range audit.oddKinds() {
 		t.Logf("RELIABILITY %s audit: not one row per request: %s", be.label, k)
 	}
-	t.Logf("RELIABILITY %s memory: peak RSS (VmHWM) %.1f MiB over all instance processes (limit %d MiB)",
-		be.label, float64(cl.peakRSS.Load())/1024, maxRSSKiB>>10)
+	t.Logf("RELIABILITY %s memory: peak RSS (VmHWM) %.1f MiB over all instance processes (limit %d MiB); "+
+		"RSS of A/B every 30 s, MiB: %s", be.label, float64(cl.peakRSS.Load())/1024, maxRSSKiB>>10, strings.Join(cl.rssTrace, " "))
 	t.Logf("RELIABILITY %s secret scan: %d secrets (passwords, API keys, file tokens, link signatures, Authorization values, "+
 		"session cookies, CSRF tokens) and %d patterns over %d log lines and %d audit rows: %d hits",
 		be.label, len(sc.what), len(sc.patterns), logLines, audit.rows, len(sc.hits))
