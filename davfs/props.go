@@ -95,15 +95,20 @@ func (s *propStore) patch(ctx context.Context, n *model.Node, ops []patchOp) err
 	}
 	return storeErr(s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		for _, op := range ops {
-			if _, err := tx.NewDelete().Model((*deadProp)(nil)).
-				Where("node_id = ? AND ns = ? AND name = ?", nodeID, op.name.Space, op.name.Local).Exec(ctx); err != nil {
-				return err
-			}
 			if op.remove {
+				if _, err := tx.NewDelete().Model((*deadProp)(nil)).
+					Where("node_id = ? AND ns = ? AND name = ?", nodeID, op.name.Space, op.name.Local).Exec(ctx); err != nil {
+					return err
+				}
 				continue
 			}
+			// An upsert, not delete-then-insert: two PROPPATCHes of one
+			// property at once would both find nothing to delete and the
+			// second insert would fail on the key (a 500 on PostgreSQL).
 			row := &deadProp{NodeID: nodeID, ParentID: n.ParentID, NS: op.name.Space, Name: op.name.Local, Lang: op.lang, Value: string(op.value)}
-			if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+			if _, err := tx.NewInsert().Model(row).On("CONFLICT (node_id, ns, name) DO UPDATE").
+				Set("parent_id = EXCLUDED.parent_id").Set("lang = EXCLUDED.lang").Set("value = EXCLUDED.value").
+				Exec(ctx); err != nil {
 				return err
 			}
 		}
