@@ -235,3 +235,26 @@ func TestAccessRevocation(t *testing.T) {
 }
 
 func b64s(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestAccessConcurrentProppatch sets one dead property of one file from
+// several clients at once: each is authorized and must succeed (207). The
+// long access matrix found PostgreSQL answering 500 to all but one.
+func TestAccessConcurrentProppatch(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newOracleEnv(t, db)
+		alice := e.by["alice"]
+		jobs := make([]int, 16)
+		for i := range jobs {
+			jobs[i] = i
+		}
+		run(jobs, func(i int) {
+			r := e.send(alice, true, "PROPPATCH", gateway.DAVPrefix+"/alice/own.txt", []byte(propPatchBody),
+				"Content-Type", "application/xml")
+			e.check("dav", e.o.davExpect(alice.oSubj, "PROPPATCH", "/alice/own.txt", ""), r.status,
+				fmt.Sprintf("concurrent PROPPATCH %d", i))
+		})
+		for _, d := range e.diffs {
+			t.Error(d)
+		}
+	})
+}

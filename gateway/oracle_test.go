@@ -324,6 +324,20 @@ var spellings = []spelling{
 		}
 		return e
 	}, same},
+	// A slash encoded twice is decoded once by HTTP and would become a
+	// slash if a layer decoded again: refused (400, canon "").
+	{"%252F", func(p string) string {
+		e := escapeSegs(p)
+		if i := strings.LastIndexByte(e, '/'); i > 0 {
+			return e[:i] + "%252F" + e[i+1:]
+		}
+		return e
+	}, func(p string) string {
+		if strings.LastIndexByte(p, '/') > 0 {
+			return ""
+		}
+		return p
+	}},
 	{"trailing/", func(p string) string { return strings.TrimSuffix(escapeSegs(p), "/") + "/" }, same},
 	{"case", func(p string) string { return escapeSegs(swapCase(p)) }, swapCase},
 	{"NFD", func(p string) string { return escapeSegs(norm.NFD.String(p)) }, same},
@@ -347,6 +361,12 @@ func valueSpelling(sp spelling, f string) (raw, canon string) {
 	case "%2F":
 		if i := strings.LastIndexByte(f, '/'); i > 0 {
 			raw, canon = f[:i]+"%2F"+f[i+1:], ""
+		}
+	case "%252F":
+		// Not a slash even when decoded once: a literal name.
+		raw, canon = f, f
+		if i := strings.LastIndexByte(f, '/'); i > 0 {
+			raw, canon = f[:i]+"%252F"+f[i+1:], f[:i]+"%252F"+f[i+1:]
 		}
 	}
 	return raw, canon
@@ -423,7 +443,10 @@ func (e *ocEnv) davCell(s *ocSubj, method, p string, sp spelling) {
 		}
 		hdr = []string{"If", failingIf, "Destination", e.ts.URL + gateway.DAVPrefix + escapeSegs(dst)}
 	}
-	want := e.o.davExpect(s.oSubj, method, canon, dst)
+	want := 400
+	if canon != "" {
+		want = e.o.davExpect(s.oSubj, method, canon, dst)
+	}
 	r := e.send(s, true, m, gateway.DAVPrefix+sp.url(p), body, hdr...)
 	row := fmt.Sprintf("%-9s %-18s %-26s [%s]", method, s.name, p, sp.name)
 	got := r.status
