@@ -104,7 +104,7 @@ func (c *client) headRetry(t testing.TB, loc string) int64 {
 func TestFaultDroppedConnectionDAV(t *testing.T) {
 	cuts, size := 100, 2<<20
 	if long() {
-		cuts, size = 1000, 16<<20
+		cuts, size = 1000, 4<<20
 	}
 	in, c := start(t, proctest.Options{}, "/drops")
 	old := randomBytes(2, size/2)
