@@ -224,6 +224,11 @@ func FuzzProppatchBody(f *testing.F) {
 		if len(ops) == 0 {
 			t.Fatal("an accepted PROPPATCH has no operation")
 		}
+		if len(ops) > 64 {
+			// A 1 MiB body holds 50 000 operations; replaying the first
+			// and the last keeps the fuzzer fast.
+			ops = append(ops[:63], ops[len(ops)-1])
+		}
 		for _, op := range ops {
 			checkName(t, op.name)
 			if op.remove {
@@ -349,4 +354,38 @@ func FuzzTimeoutHeader(f *testing.F) {
 			t.Fatalf("Timeout %q grants %v, asked again grants %v, %v", v, got, capTimeout(again), err)
 		}
 	})
+}
+
+// TestBodyLimits pins what the fuzz seeds probe: a well-formed body past
+// 1 MiB is ErrTooLarge through limitXML (and would parse without it), and
+// nesting past maxXMLDepth is ErrInvalid while nesting at it parses.
+func TestBodyLimits(t *testing.T) {
+	pf := `<D:propfind xmlns:D="DAV:"><D:prop>`
+	big := pf + strings.Repeat(`<x:a xmlns:x="u:"/>`, 60000) + `</D:prop></D:propfind>`
+	nest := func(n int) string {
+		return pf + strings.Repeat("<a>", n) + strings.Repeat("</a>", n) + `</D:prop></D:propfind>`
+	}
+	tests := []struct {
+		name    string
+		body    string
+		limited bool
+		want    error
+	}{
+		{"1.1 MiB of properties through the limiter", big, true, model.ErrTooLarge},
+		{"the same without the limiter", big, false, nil},
+		{"nested to the depth limit", nest(maxXMLDepth - 3), true, nil},
+		{"nested past it", nest(maxXMLDepth), true, model.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r io.Reader = strings.NewReader(tt.body)
+			if tt.limited {
+				r = limitXML(r)
+			}
+			_, err := parsePropfind(r)
+			if (tt.want == nil) != (err == nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+				t.Fatalf("%d bytes: %v, want %v", len(tt.body), err, tt.want)
+			}
+		})
+	}
 }
