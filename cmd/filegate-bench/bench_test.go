@@ -396,3 +396,25 @@ func TestSmokeKeepsS3Short(t *testing.T) {
 		t.Error("smoke does not run exactly filegate/pg-s3 and raw-sdk")
 	}
 }
+
+func TestCPUSecondsOfThisProcess(t *testing.T) {
+	before, err := cpuSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin until the counter moves; a counter that never moves fails.
+	deadline := time.Now().Add(time.Minute)
+	for x := 0; time.Now().Before(deadline); x++ {
+		if x%1_000_000 != 0 {
+			continue
+		}
+		after, err := cpuSeconds(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after > before {
+			return
+		}
+	}
+	t.Fatal("cpuSeconds did not grow while this process spun for a minute")
+}

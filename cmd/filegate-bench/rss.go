@@ -48,3 +48,24 @@ func parseStatusField(sc *bufio.Scanner, field string) (int64, error) {
 	}
 	return 0, fmt.Errorf("%s not found in /proc status", field)
 }
+
+// cpuSeconds reads the user and system CPU time pid has used, from
+// /proc/PID/stat (clock ticks of 1/100 s, the kernel's USER_HZ).
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces; the fields after it do not.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad times %q %q", pid, f[11], f[12])
+	}
+	return float64(utime+stime) / 100, nil
+}

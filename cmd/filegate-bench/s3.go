@@ -249,6 +249,8 @@ func (h *harness) s3Workloads() []*workload {
 			m("s3_put_big", "PUT "+big+" (WebDAV), MB/s", true),
 			m("s3_get_big", "GET "+big+", MB/s", true),
 			m("s3_rss_big", "filegate peak RSS during "+big+" PUT, MiB", false),
+			m("s3_cpu_put_big", "filegate CPU per GiB of the PUT, s", false),
+			m("s3_cpu_get_big", "filegate CPU per GiB of the GET, s", false),
 		}, setup: s3Setup(mkcolBase("bench-big/")), round: roundS3Big},
 		{ID: "s3tusbig", Large: true, on: capS3, Metrics: []metricDef{
 			m("s3_tus_big", fmt.Sprintf("tus %s in %s PATCHes, MB/s", big, fmtSize(c.tusChunk)), true),
@@ -422,7 +424,7 @@ func (r *recorder) s3RatioTable(specs []*targetSpec) string {
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---|", len(subj)*len(lims)) + "\n")
 	for _, m := range r.metrics {
-		if m.Section != sectionS3 || m.NoRatio || strings.Contains(m.ID, "rss") {
+		if m.Section != sectionS3 || m.NoRatio || strings.Contains(m.ID, "rss") || strings.Contains(m.ID, "cpu") {
 			continue
 		}
 		arrow := " ↓"
@@ -450,7 +452,7 @@ const s3MethodText = `- filegate/pg-s3 is the real binary on PostgreSQL (the sam
 - raw-sdk does the same work from the load process straight to the same versitygw with aws-sdk-go-v2 at its defaults: manager.Uploader for the large PUT (5 MiB parts, 5 at a time, signed payloads, CRC32 checksums), one multipart upload with one 8 MiB UploadPart after another for the tus row (a tus client waits for each PATCH), PutObject and GetObject for small files, GetObject read in 256 KiB reads for GETs.
 - raw-sdk-tuned is the same with less work per byte than s3blob does: unsigned payloads, no checksums, no 100-continue, 8 MiB parts for the large PUT.
 - Neither raw column stores metadata, hashes SHA-256 or crosses a second HTTP hop, so they are ceilings: ratios are filegate's median over theirs (↑ rows: above 1 is better).
-- Peak RSS is filegate's own process (VmHWM after clear_refs), not versitygw's.
+- Peak RSS is filegate's own process (VmHWM after clear_refs), not versitygw's; CPU per GiB is filegate's user+system time (/proc/PID/stat) over the transfer divided by its size.
 - Every byte of a filegate GET crosses a second loopback hop (versitygw → filegate → client) that the raw columns do not: about 1 CPU-second per GiB in filegate, nearly all of it in read and write system calls (pprof, ` + "`serve --debug-listen`" + `). On a 2-core machine that runs the client, versitygw and filegate at once, that CPU is the GET ratio's bound; PUT and tus are bound by versitygw's disk writes (each multipart object is written twice: parts, then the assembled object), which both sides share.
 `
 

@@ -178,6 +178,34 @@ func rssMiB(r *running) (float64, bool) {
 	return float64(b) / (1 << 20), true
 }
 
+// cpuMeter measures the server's CPU seconds per GiB over one transfer;
+// limits and servers without a process give none.
+type cpuMeter struct {
+	pid   int
+	start float64
+}
+
+func startCPU(r *running) *cpuMeter {
+	if r.proc == nil || r.spec.Role == roleLimit {
+		return nil
+	}
+	v, err := cpuSeconds(r.proc.pid())
+	if err != nil {
+		return nil
+	}
+	return &cpuMeter{pid: r.proc.pid(), start: v}
+}
+
+// perGiB records the CPU seconds per GiB of size bytes under key.
+func (m *cpuMeter) perGiB(out map[string]float64, key string, size int64) {
+	if m == nil || size == 0 {
+		return
+	}
+	if v, err := cpuSeconds(m.pid); err == nil {
+		out[key] = (v - m.start) / (float64(size) / (1 << 30))
+	}
+}
+
 func resetRSS(r *running) {
 	if r.proc != nil {
 		resetPeakRSS(r.proc.pid())
@@ -194,20 +222,24 @@ func roundBig(ctx context.Context, h *harness, r *running, round int) (map[strin
 	p := davURL(r, fmt.Sprintf("bench-big/big-r%d.bin", round))
 	syscall.Sync() // the previous target's dirty pages are not this one's cost
 	resetRSS(r)
+	cpu := startCPU(r)
 	t0 := time.Now()
 	if _, err := r.ep.do(ctx, request{method: http.MethodPut, path: p, body: newBody(size, uint64(round)), length: size, want: davWrite}); err != nil {
 		return nil, err
 	}
 	out["put_big"] = mbps(size, time.Since(t0))
+	cpu.perGiB(out, "cpu_put_big", size)
 	if v, ok := rssMiB(r); ok {
 		out["rss_big"] = v
 	}
+	cpu = startCPU(r)
 	t0 = time.Now()
 	resp, err := r.ep.do(ctx, request{method: http.MethodGet, path: p, want: davGet})
 	if err != nil {
 		return out, err
 	}
 	out["get_big"] = mbps(size, time.Since(t0))
+	cpu.perGiB(out, "cpu_get_big", size)
 	if resp.read != size {
 		return out, fmt.Errorf("GET %s: read %d bytes, want %d", p, resp.read, size)
 	}
