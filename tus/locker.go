@@ -46,7 +46,13 @@ type lockEntry struct {
 	released chan struct{}
 	request  func() // asks the holding request to end
 	shared   bool   // holds a row in upload_locks
-	since    time.Time
+	// rowAt is when the lease row was known to be ours: a refresh that
+	// started before it may not have seen the row, so it proves nothing.
+	rowAt time.Time
+	// ending is set once Unlock starts: the request is finishing, and
+	// asking it to end could only reach the next request on its
+	// connection (tusd's release sets a read deadline on the connection).
+	ending bool
 }
 
 // Lock modes.
@@ -119,7 +125,7 @@ func (l *Locker) lock(ctx context.Context, id string, mode int, shared bool, req
 		l.mu.Lock()
 		e := l.held[id]
 		if e == nil {
-			e = &lockEntry{released: make(chan struct{}), request: requestRelease, since: time.Now()}
+			e = &lockEntry{released: make(chan struct{}), request: requestRelease}
 			l.held[id] = e
 			l.mu.Unlock()
 			if !shared || l.db == nil {
@@ -134,17 +140,17 @@ func (l *Locker) lock(ctx context.Context, id string, mode int, shared bool, req
 				return err
 			}
 			l.mu.Lock()
-			e.shared = true
+			e.shared, e.rowAt = true, time.Now()
 			l.startRefresher()
 			l.mu.Unlock()
 			return nil
 		}
-		l.mu.Unlock()
-		switch mode {
-		case lockTry:
-			return handler.ErrFileLocked
-		case lockInterrupt:
+		if mode == lockInterrupt && !e.ending {
 			e.request()
+		}
+		l.mu.Unlock()
+		if mode == lockTry {
+			return handler.ErrFileLocked
 		}
 		select {
 		case <-ctx.Done():
@@ -211,6 +217,9 @@ RETURNING id`, id, l.holder, l.lease.Milliseconds()).Scan(ctx, &got)
 func (l *Locker) unlock(id string) error {
 	l.mu.Lock()
 	e := l.held[id]
+	if e != nil {
+		e.ending = true
+	}
 	l.mu.Unlock()
 	if e == nil {
 		return nil
@@ -294,34 +303,29 @@ func (l *Locker) refresh() {
 			kept[r.ID] = !r.ReleaseRequested
 		}
 		l.mu.Lock()
-		var ask []func()
 		for id, e := range l.held {
-			if !e.shared {
+			if !e.shared || e.ending {
 				continue
 			}
 			ok, found := kept[id]
-			if (found && !ok) || (!found && e.since.Before(started)) {
-				ask = append(ask, e.request)
+			if (found && !ok) || (!found && e.rowAt.Before(started)) {
+				// Under l.mu, so that Unlock cannot begin in between
+				// and the release reach a request that already ended.
+				// tusd's release only cancels a context.
+				e.request()
 			}
 		}
 		l.mu.Unlock()
-		for _, f := range ask {
-			f()
-		}
 	}
 }
 
 func (l *Locker) requestAll(match func(*lockEntry) bool) {
 	l.mu.Lock()
-	var ask []func()
+	defer l.mu.Unlock()
 	for _, e := range l.held {
-		if e.shared && match(e) {
-			ask = append(ask, e.request)
+		if e.shared && !e.ending && match(e) {
+			e.request()
 		}
-	}
-	l.mu.Unlock()
-	for _, f := range ask {
-		f()
 	}
 }
 
