@@ -24,7 +24,7 @@ func (e *ocEnv) apiNodes() []*oNode {
 	return append(out, &oNode{id: model.NewID(), path: "(unknown id)", purged: true})
 }
 
-var apiOps = []string{"get", "content", "patch", "putContent", "archive", "restore", "tokensList", "tokenCreate",
+var apiOps = []string{"get", "content", "contentHead", "patch", "putContent", "archive", "restore", "tokensList", "tokenCreate",
 	"tokenDelete", "grantsList", "grantCreate", "grantDelete", "publicSame", "publicPHI", "linkCreate"}
 
 // apiCell runs one files API operation and compares it with the oracle.
@@ -62,6 +62,8 @@ func (e *ocEnv) apiCell(s *ocSubj, op string, n *oNode) {
 		}
 	case "content":
 		r = e.send(s, false, "GET", base+"/content", nil)
+	case "contentHead":
+		r = e.send(s, false, "HEAD", base+"/content", nil)
 	case "patch":
 		r = e.sendJSON(s, "PATCH", base, map[string]string{"title": "seen by " + s.name})
 	case "putContent":
@@ -136,6 +138,13 @@ func (e *ocEnv) apiMatrix() {
 	})
 	for _, s := range e.subs {
 		e.listing(s, "", func(n *oNode) bool { return true })
+		own := e.files["/alice/own.txt"]
+		want := 404 // findFirst finds only what the caller may stat
+		if e.o.apiVisible(s.oSubj)[own.id] {
+			want = 200
+		}
+		e.check("api", want, e.send(s, false, "GET", "/api/v1/files/first?name=own.txt", nil).status,
+			fmt.Sprintf("%-11s %-18s %s", "findFirst", s.name, own.path))
 		e.listing(s, "rql="+url.QueryEscape("eq(phi,true)"), func(n *oNode) bool { return n.phi })
 		for _, path := range []string{"/api/v1/audit", "/api/v1/settings/files", "/api/v1/policies", "/api/v1/users"} {
 			want := e.o.apiDeny(s.oSubj)

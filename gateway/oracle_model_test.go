@@ -293,6 +293,8 @@ func (o *oracle) davExpect(s *oSubj, method, p, dst string) int {
 		return 401
 	}
 	switch method {
+	case "OPTIONS": // needs no credentials and touches no data
+		return 200
 	case "GET", "HEAD":
 		return o.davTarget(s, p, "read", 200)
 	case "PROPFIND", "PROPFIND1":
@@ -435,7 +437,7 @@ func (o *oracle) apiExpect(s *oSubj, op string, n *oNode) int {
 	if n == nil || n.purged {
 		return 404
 	}
-	act := map[string]string{"get": "stat", "content": "read", "patch": "write", "putContent": "write",
+	act := map[string]string{"get": "stat", "content": "read", "contentHead": "read", "patch": "write", "putContent": "write",
 		"archive": "delete", "restore": "delete", "purge": "delete", "tokensList": "share", "tokenCreate": "share",
 		"tokenDelete": "share", "grantsList": "share", "grantCreate": "share", "grantDelete": "share",
 		"publicSame": "share", "publicPHI": "share", "linkCreate": "share"}[op]
@@ -452,7 +454,7 @@ func (o *oracle) apiExpect(s *oSubj, op string, n *oNode) int {
 	switch op {
 	case "get", "grantsList", "publicSame":
 		return 200
-	case "content":
+	case "content", "contentHead":
 		if n.dir || n.archived != 0 {
 			return 404
 		}

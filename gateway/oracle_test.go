@@ -408,7 +408,7 @@ const propPatchBody = `<?xml version="1.0" encoding="utf-8"?><D:propertyupdate x
 // authorization then fails its precondition (412), changing nothing.
 const failingIf = "(<urn:uuid:00000000-0000-4000-8000-000000000000>)"
 
-var davMethods = []string{"PROPFIND", "PROPFIND1", "GET", "HEAD", "PUT", "MKCOL", "PROPPATCH", "LOCK", "UNLOCK",
+var davMethods = []string{"OPTIONS", "PROPFIND", "PROPFIND1", "GET", "HEAD", "PUT", "MKCOL", "PROPPATCH", "LOCK", "UNLOCK",
 	"DELETE", "MOVE", "COPY"}
 
 // davCell sends one WebDAV request and compares it with the oracle.
