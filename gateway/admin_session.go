@@ -175,6 +175,8 @@ func (ad *admin) signOut(w http.ResponseWriter, r *http.Request) {
 		ad.s.writeError(w, r, model.ErrUnavailable)
 		return
 	}
+	// The session is gone either way; a failed row is logged by record.
+	ad.record(r.Context(), r, "admin.sign_out", PrincipalFrom(r.Context()).Subject, true, auditDetail{})
 	http.SetCookie(w, &http.Cookie{
 		Name: adminCookie, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,

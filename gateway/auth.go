@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -77,10 +78,15 @@ type authenticator struct {
 	ttl    time.Duration
 	mu     sync.Mutex
 	cached map[[32]byte]time.Time
+	// verifying bounds the argon2id verifications running at once: each
+	// takes 19 MiB, and a burst of Basic logins (every WebDAV client
+	// after a restart, or someone guessing) must not take the memory.
+	verifying chan struct{}
 }
 
 func newAuthenticator(repo *model.Repo) *authenticator {
-	a := &authenticator{repo: repo, ttl: 10 * time.Minute, cached: map[[32]byte]time.Time{}}
+	a := &authenticator{repo: repo, ttl: 10 * time.Minute, cached: map[[32]byte]time.Time{},
+		verifying: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 	rand.Read(a.key[:])
 	return a
 }
@@ -147,7 +153,14 @@ func (a *authenticator) password(ctx context.Context, name, pass string) (Princi
 	exp, hit := a.cached[k]
 	a.mu.Unlock()
 	if !hit || now.After(exp) {
-		if !model.CheckPassword(u.PasswordHash, pass) {
+		select {
+		case a.verifying <- struct{}{}:
+		case <-ctx.Done():
+			return Anonymous, credErr(ctx.Err())
+		}
+		ok := model.CheckPassword(u.PasswordHash, pass)
+		<-a.verifying
+		if !ok {
 			return Anonymous, errBadCredentials
 		}
 		a.mu.Lock()
