@@ -78,7 +78,7 @@ func (s *Store) Put(ctx context.Context, p PutRequest) (*Node, bool, error) {
 	}
 	n, created, old, err := s.Repo.PutFile(ctx, p.Parent, p.Name, c, p.Meta, p.Actor, p.Cond)
 	if err != nil {
-		s.deleteBlob(ctx, c.BlobKey)
+		s.dropUnrecorded(ctx, c.BlobKey, err)
 		return nil, false, err
 	}
 	s.deleteBlob(ctx, old)
@@ -97,7 +97,7 @@ func (s *Store) Replace(ctx context.Context, n *Node, body io.Reader, mimeType s
 	}
 	out, old, err := s.Repo.ReplaceContent(ctx, n.ID, c, mimeType, cond)
 	if err != nil {
-		s.deleteBlob(ctx, c.BlobKey)
+		s.dropUnrecorded(ctx, c.BlobKey, err)
 		return nil, err
 	}
 	s.deleteBlob(ctx, old)
@@ -137,6 +137,25 @@ func (s *Store) WriteBlob(ctx context.Context, name string, body io.Reader, maxS
 		return Content{}, "", BlobErr(err)
 	}
 	return Content{BlobKey: key, Size: info.Size, SHA256: info.SHA256}, mime, nil
+}
+
+// CommitUnknown reports whether err, from a metadata write, leaves the
+// write's outcome unknown: the database went away or the context ended
+// while the transaction may have been committing. The blob written for
+// such a write must stay, since a committed row may refer to it; the
+// orphan sweep, which looks at the rows, removes it if none does.
+func CommitUnknown(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// dropUnrecorded deletes the blob of a write whose row failed, unless the
+// failure leaves open whether the row was committed.
+func (s *Store) dropUnrecorded(ctx context.Context, key string, err error) {
+	if CommitUnknown(err) {
+		s.log.Warn("metadata write failed with an unknown outcome; the orphan sweep decides on its blob", "key", key, "err", err)
+		return
+	}
+	s.deleteBlob(ctx, key)
 }
 
 func (s *Store) deleteBlob(ctx context.Context, key string) {
@@ -211,7 +230,7 @@ func (s *Store) copyNode(ctx context.Context, src, dstParent *Node, name, actor 
 		n, _, _, err := s.Repo.PutFile(ctx, dstParent, name, Content{BlobKey: key, Size: info.Size, SHA256: info.SHA256},
 			meta, actor, Cond{NoOverwrite: true})
 		if err != nil {
-			s.deleteBlob(ctx, key)
+			s.dropUnrecorded(ctx, key, err)
 		}
 		return n, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob/localblob"
 )
 
 // ledger compares the blob folder with the rows that refer to blobs.
@@ -95,4 +96,27 @@ func ageBlobs(t testing.TB, root string, age time.Duration) {
 			return nil
 		})
 	}
+}
+
+// sweepNow runs the orphan sweep in-process over the database at dbURL
+// and the local blob store at root, sparing nothing for its age: only for
+// a store with no write in flight. It returns how many blobs it removed.
+func sweepNow(t testing.TB, dbURL, root string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: dbURL, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lb, err := localblob.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := model.NewStore(model.NewRepo(db), lb, nil).SweepOrphans(ctx, 0)
+	if err != nil {
+		t.Fatalf("sweep: %v", err)
+	}
+	return n
 }
