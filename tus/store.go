@@ -102,6 +102,16 @@ func modelErr(err error) error {
 	return err
 }
 
+// outcomeUnknown reports whether err, raw or mapped by modelErr, leaves a
+// metadata write's outcome unknown (see model.CommitUnknown).
+func outcomeUnknown(err error) bool {
+	var te handler.Error
+	if errors.As(err, &te) {
+		return te.HTTPResponse.StatusCode == http.StatusServiceUnavailable
+	}
+	return model.CommitUnknown(err)
+}
+
 // NewUpload checks the target and the caller's right to write there, then
 // creates the upload. A retried final concatenation gets the upload the
 // first attempt created.
@@ -504,7 +514,9 @@ func (u *upload) finishFresh(ctx context.Context) error {
 	}
 	head := b[:min(len(b), 512)]
 	if err := u.record(ctx, model.Content{BlobKey: blobKey(u.s.ID), Size: info.Size, SHA256: info.SHA256}, head); err != nil {
-		u.h.deleteBlob(ctx, blobKey(u.s.ID))
+		if !outcomeUnknown(err) { // else a committed row may refer to it; the sweep decides
+			u.h.deleteBlob(ctx, blobKey(u.s.ID))
+		}
 		return err
 	}
 	return nil
