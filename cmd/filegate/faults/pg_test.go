@@ -125,13 +125,15 @@ func (l *loadRun) davWorker(w int) {
 		}
 		l.pause(a)
 		g := l.record("dav GET", time.Now(), l.c.get(p))
-		if g.status == http.StatusOK {
-			l.mu.Lock()
-			if !f.allowed(g.sum) {
-				l.mismatches = append(l.mismatches, fmt.Sprintf("GET %s: %d bytes that were never sent", p, g.size))
-			}
-			l.mu.Unlock()
+		l.mu.Lock()
+		switch {
+		case g.status == http.StatusOK && !f.allowed(g.sum):
+			l.mismatches = append(l.mismatches, fmt.Sprintf("GET %s: %d bytes that were never sent", p, g.size))
+		case g.status == http.StatusNotFound && f.acked != "":
+			// A row whose blob is gone (or a lost row) reads as 404.
+			l.mismatches = append(l.mismatches, fmt.Sprintf("GET %s: 404 for an acknowledged file", p))
 		}
+		l.mu.Unlock()
 		l.pause(g)
 		_, pa := l.c.list(dir)
 		l.pause(l.record("dav PROPFIND", time.Now(), pa))
