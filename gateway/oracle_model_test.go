@@ -408,12 +408,22 @@ func (o *oracle) tusCreate(s *oSubj, folder string) int {
 		return 400
 	}
 	n := o.live(folder)
-	switch {
-	case n == nil:
-		return 409
-	case !n.dir:
-		return 409
-	case !o.may(s, "write", n):
+	if n == nil || !n.dir {
+		// 409 only to who may stat the nearest folder above; a refusal
+		// to everyone else, so creates cannot probe which paths exist.
+		for a := parentPath(folder); ; a = parentPath(a) {
+			if m := o.live(a); m != nil && m.dir {
+				if o.may(s, "stat", m) {
+					return 409
+				}
+				return 403
+			}
+			if a == "/" {
+				return 403
+			}
+		}
+	}
+	if !o.may(s, "write", n) {
 		return 403
 	}
 	return 201

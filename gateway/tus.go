@@ -68,3 +68,10 @@ func (a tusAuthz) MayWrite(ctx context.Context, c tus.Caller, folder *model.Node
 	d, err := a.s.AuthorizeCtx(ctx, c.Subject, "write", folder)
 	return err == nil && d.Allowed
 }
+
+// MayStat tells the tus door whether a caller may know that n exists, so
+// that a create into a missing path refuses like WebDAV does (tus.Seer).
+func (a tusAuthz) MayStat(ctx context.Context, c tus.Caller, n *model.Node) bool {
+	d, err := a.s.AuthorizeCtx(ctx, c.Subject, "stat", n)
+	return err == nil && d.Allowed
+}

@@ -147,6 +147,10 @@ func (d *dataStore) NewUpload(ctx context.Context, info handler.FileInfo) (handl
 	var folder *model.Node
 	if !info.IsPartial || explicit || explicitID {
 		if folder, err = h.resolveFolder(ctx, t); err != nil {
+			if t.parentID == "" && (errors.Is(err, model.ErrNotFound) || errors.Is(err, model.ErrConflict)) &&
+				!h.maySeeNearest(ctx, c, t.folder) {
+				return nil, errForbidden
+			}
 			return nil, modelErr(err)
 		}
 		if !h.authz.MayWrite(ctx, c, folder) {
@@ -208,6 +212,26 @@ func (d *dataStore) byConcatKey(ctx context.Context, key string) (*upload, error
 		return nil, err
 	}
 	return u, nil
+}
+
+// maySeeNearest reports whether c may stat the nearest live folder above
+// folder (a path that does not name a live folder). Without a Seer every
+// caller may.
+func (h *Handler) maySeeNearest(ctx context.Context, c Caller, folder string) bool {
+	seer, ok := h.authz.(Seer)
+	if !ok {
+		return true
+	}
+	for p, _ := model.SplitPath(folder); ; p, _ = model.SplitPath(p) {
+		if p == "/" || p == "" {
+			return seer.MayStat(ctx, c, rootNode())
+		}
+		if n, err := h.store.Repo.LiveByPath(ctx, p); err == nil && n.IsDir {
+			return seer.MayStat(ctx, c, n)
+		} else if err != nil && !errors.Is(err, model.ErrNotFound) {
+			return false
+		}
+	}
 }
 
 // resolveFolder finds the live folder a target names.

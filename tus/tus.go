@@ -102,6 +102,16 @@ type Authorizer interface {
 	MayWrite(ctx context.Context, c Caller, folder *model.Node) bool
 }
 
+// Seer is an optional interface of an Authorizer: MayStat reports whether
+// c may know that the live node n exists. With it, creating an upload in
+// a missing folder, or in a path that names a file, answers 409 only to
+// callers who may stat the nearest folder above it, and 403 (as if the
+// folder existed and they could not write there) to everyone else, so
+// that creating uploads cannot probe which paths exist.
+type Seer interface {
+	MayStat(ctx context.Context, c Caller, n *model.Node) bool
+}
+
 // Handler serves the door. It is an http.Handler to mount at
 // Config.BasePath with the caller already in the request context.
 type Handler struct {
