@@ -292,7 +292,7 @@ func (h *Handler) fail(q *request, err error) {
 	default:
 		// A driver error from a query outside the repository (locks,
 		// properties) still means a full disk or a database away.
-		if m := model.DBErr(err); errors.Is(m, model.ErrNoSpace) || errors.Is(m, model.ErrUnavailable) {
+		if m := model.DBErr(err); errors.Is(m, model.ErrNoSpace) || errors.Is(m, model.ErrUnavailable) || errors.Is(m, model.ErrInvalid) {
 			h.fail(q, m)
 			return
 		}

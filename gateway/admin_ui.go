@@ -4,6 +4,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"strings"
 )
 
 // adminUI is the admin page: plain HTML, CSS and JavaScript, no build step
@@ -29,6 +30,12 @@ func adminPage() http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cache-Control", "no-cache")
+		// FileServer answers 500 to a name fs.FS refuses (invalid
+		// UTF-8, NUL); no such name is a page.
+		if name := strings.TrimPrefix(r.URL.Path, "/admin/"); name != "" && !fs.ValidPath(name) {
+			http.NotFound(w, r)
+			return
+		}
 		files.ServeHTTP(w, r)
 	})
 }

@@ -46,7 +46,7 @@ func ErrorStatus(err error) (status int, code, message string) {
 	}
 	// A raw driver error that reached here unmapped may still mean a full
 	// disk or a database away; those are 507 and 503, not 500.
-	if m := model.DBErr(err); errors.Is(m, model.ErrNoSpace) || errors.Is(m, model.ErrUnavailable) {
+	if m := model.DBErr(err); errors.Is(m, model.ErrNoSpace) || errors.Is(m, model.ErrUnavailable) || errors.Is(m, model.ErrInvalid) {
 		return ErrorStatus(m)
 	}
 	return http.StatusInternalServerError, "internal", "An internal error occurred."

@@ -130,6 +130,9 @@ func (r *Repo) CreateUser(ctx context.Context, name, password string) (*User, er
 
 // UserByName returns a user. It returns ErrNotFound.
 func (r *Repo) UserByName(ctx context.Context, name string) (*User, error) {
+	if !plainText(name) {
+		return nil, ErrNotFound
+	}
 	u := new(User)
 	if err := r.db.NewSelect().Model(u).Where("name = ?", name).Scan(ctx); err != nil {
 		return nil, dbErr(err)

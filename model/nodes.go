@@ -25,6 +25,9 @@ func (r *Repo) NodeByID(ctx context.Context, id string) (*Node, error) {
 }
 
 func nodeByID(ctx context.Context, db bun.IDB, id string) (*Node, error) {
+	if !plainText(id) {
+		return nil, ErrNotFound // no id holds such bytes
+	}
 	n := new(Node)
 	if err := db.NewSelect().Model(n).Where("n.id = ?", id).Scan(ctx); err != nil {
 		return nil, dbErr(err)
@@ -227,6 +230,9 @@ func (c Cond) check(existing *Node) error {
 // fails, and ErrInvalid for a bad name.
 func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content, meta FileMeta, actor string, cond Cond) (n *Node, created bool, oldBlob string, err error) {
 	if name, err = CleanName(name); err != nil {
+		return nil, false, "", err
+	}
+	if err := checkText(append([]string{meta.MimeType, meta.Title, meta.Description, meta.Source}, meta.Tags...)...); err != nil {
 		return nil, false, "", err
 	}
 	now := r.now()

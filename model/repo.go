@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/driver/pgdriver"
@@ -69,6 +70,8 @@ func dbErr(err error) error {
 		return fmt.Errorf("%w: %v", ErrExists, err)
 	case isNoSpace(err):
 		return fmt.Errorf("%w: %v", ErrNoSpace, err)
+	case isBadText(err):
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	case isUnavailable(err):
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -93,6 +96,36 @@ func isNoSpace(err error) bool {
 	}
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
 		strings.Contains(err.Error(), "database or disk is full")
+}
+
+// plainText reports whether s can be a value in a query on both
+// databases: valid UTF-8 without NUL (PostgreSQL refuses NUL in text, and
+// SQLite statements end at it).
+func plainText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// checkText returns ErrInvalid when a value a client gave is not plain
+// text, before it reaches a query.
+func checkText(values ...string) error {
+	for _, v := range values {
+		if !plainText(v) {
+			return fmt.Errorf("%w: text must be UTF-8 without NUL", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// isBadText reports PostgreSQL's refusal of a text value: NUL or bytes
+// that are not UTF-8 (character_not_in_repertoire, untranslatable
+// character).
+func isBadText(err error) bool {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		c := pgErr.Field('C')
+		return c == "22021" || c == "22P05"
+	}
+	return false
 }
 
 func isUnavailable(err error) bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/filegate/filegate/model/blob"
@@ -118,12 +119,16 @@ func (s *Store) WriteBlob(ctx context.Context, name string, body io.Reader, maxS
 	br := bufio.NewReaderSize(body, 64<<10)
 	head, _ := br.Peek(sniffLen)
 	mime := DetectType(name, head)
-	var src io.Reader = br
+	body = &readSide{r: br}
+	src := body
 	if maxSize > 0 {
-		src = io.LimitReader(br, maxSize+1)
+		src = io.LimitReader(body, maxSize+1)
 	}
 	n, err := io.Copy(w, src)
 	if err != nil {
+		if rerr := body.(*readSide).err; rerr != nil {
+			return Content{}, "", bodyErr(rerr)
+		}
 		return Content{}, "", BlobErr(err)
 	}
 	if maxSize > 0 && n > maxSize {
@@ -137,6 +142,34 @@ func (s *Store) WriteBlob(ctx context.Context, name string, body io.Reader, maxS
 		return Content{}, "", BlobErr(err)
 	}
 	return Content{BlobKey: key, Size: info.Size, SHA256: info.SHA256}, mime, nil
+}
+
+// readSide remembers the error of the body a write streams from, so a
+// broken body (the client's fault) is told apart from a failing store.
+type readSide struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readSide) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
+// bodyErr classifies an error reading a request body: one that already
+// says what it is (a cancelled or timed-out request, a size cap, a
+// sentinel of this package) passes unchanged; anything else (a multipart
+// part without its end, a cut connection) is the client's: ErrInvalid.
+func bodyErr(err error) error {
+	switch {
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrTooLarge), errors.Is(err, ErrUnavailable),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return err
+	}
+	return fmt.Errorf("%w: request body: %w", ErrInvalid, err)
 }
 
 // CommitUnknown reports whether err, from a metadata write, leaves the

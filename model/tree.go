@@ -225,8 +225,21 @@ type MetaPatch struct {
 	ModTime     *time.Time
 }
 
-// UpdateMeta applies a patch to a live node. It returns ErrNotFound.
+// UpdateMeta applies a patch to a live node. It returns ErrNotFound, and
+// ErrInvalid for text that holds NUL or is not UTF-8.
 func (r *Repo) UpdateMeta(ctx context.Context, id string, p MetaPatch) (*Node, error) {
+	var texts []string
+	for _, f := range []*string{p.Title, p.Description, p.Source, p.MimeType} {
+		if f != nil {
+			texts = append(texts, *f)
+		}
+	}
+	if p.Tags != nil {
+		texts = append(texts, *p.Tags...)
+	}
+	if err := checkText(texts...); err != nil {
+		return nil, err
+	}
 	var out *Node
 	err := r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		n, err := nodeByID(ctx, tx, id)
