@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
+	"syscall"
 
 	"golang.org/x/net/webdav"
 
@@ -374,8 +376,30 @@ func (h *Handler) get(q *request) {
 	// Stored files are never run by a browser that opens a /dav/ URL.
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Content-Security-Policy", "sandbox; default-src 'none'")
-	http.ServeContent(q.w, q.r, "", n.ModTime, sendFile{rd})
+	w := q.w
+	if _, isFile := rd.(syscall.Conn); !isFile {
+		w = wideCopy{w}
+	}
+	http.ServeContent(w, q.r, "", n.ModTime, sendFile{rd})
 }
+
+// copyBufs are the buffers of wideCopy.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// wideCopy copies a body that is not a local file (an S3 object streaming
+// in) to the client in 256 KiB writes instead of net/http's 32 KiB: an
+// eighth of the system calls on both sides, which is most of the CPU a
+// large GET costs here. Local files keep sendfile.
+type wideCopy struct{ http.ResponseWriter }
+
+func (w wideCopy) ReadFrom(src io.Reader) (int64, error) {
+	b := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(b)
+	return io.CopyBuffer(struct{ io.Writer }{w.ResponseWriter}, src, *b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w wideCopy) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // sendFile hides the blob reader's other methods from ServeContent, which
 // only needs to read and seek.
