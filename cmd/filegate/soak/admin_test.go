@@ -61,7 +61,7 @@ func (c *client) adminRound(password string) error {
 			return r, err
 		}
 	}
-	err = c.do(req{kind: "admin GET users (session)", door: "api", auth: "-", subject: "user:admin",
+	err = c.do(req{kind: "admin GET users (session)", door: "admin", auth: "-", subject: "user:admin",
 		build:  withCookie(http.MethodGet, "/api/v1/users"),
 		handle: func(resp *http.Response, _ bool) error { return want(resp, "admin GET users", http.StatusOK) }})
 	if err != nil {
