@@ -61,6 +61,9 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 	return n, err
 }
 
+// largeBlob is the size from which Commit fsyncs before it renames.
+const largeBlob = 1 << 20
+
 // errNoRenameFlags means the filesystem cannot rename without replacing.
 var errNoRenameFlags = errors.New("localblob: renameat2 flags unsupported")
 
@@ -68,8 +71,8 @@ var errNoRenameFlags = errors.New("localblob: renameat2 flags unsupported")
 // (or the half-published blob) is removed and the writer ended. It returns
 // blob.ErrNoSpace, or the error of a failed Write or of ctx.
 //
-// A fresh key (the usual case: keys are new ids) is renamed into place
-// before the fsync, so that one journal commit makes the bytes, the xattr
+// A small blob under a fresh key (the usual case: keys are new ids) is
+// renamed into place before the fsync, so that one journal commit makes the bytes, the xattr
 // holding the SHA-256 and the directory entry durable together; the
 // directory fsync that follows finds nothing left to write. That halves
 // the journal commits of small writes. Nothing refers to the key until
@@ -104,19 +107,37 @@ func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
 	if err := ctx.Err(); err != nil {
 		return blob.Info{}, err
 	}
-	if err := w.p.waitHash(); err != nil {
+	fi, err := w.f.Stat()
+	if err != nil {
+		return blob.Info{}, err
+	}
+	// A large blob is fsynced while the hasher catches up, before the
+	// rename: its journal commits are nothing next to its bytes, and the
+	// overlap is worth more.
+	synced := false
+	if fi.Size() >= largeBlob {
+		serr := w.f.Sync()
+		herr := w.p.waitHash()
+		if serr != nil {
+			return blob.Info{}, mapErr(serr)
+		}
+		if herr != nil {
+			return blob.Info{}, herr
+		}
+		synced = true
+	} else if err := w.p.waitHash(); err != nil {
 		return blob.Info{}, err
 	}
 	sum := hex.EncodeToString(w.p.h.Sum(nil))
 	if err := setSum(tmp, sum); err != nil && !errors.Is(err, errNoXattr) {
 		return blob.Info{}, mapErr(err)
 	}
-	fi, err := w.f.Stat()
-	if err != nil {
-		return blob.Info{}, err
-	}
 	dst := w.s.objectPath(w.key)
-	switch rerr := renameNoReplace(tmp, dst); {
+	rerr := errNoRenameFlags
+	if !synced {
+		rerr = renameNoReplace(tmp, dst)
+	}
+	switch {
 	case rerr == nil:
 		published = dst
 		if err := w.f.Sync(); err != nil {
@@ -127,8 +148,10 @@ func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
 			return blob.Info{}, mapErr(err)
 		}
 	case errors.Is(rerr, os.ErrExist) || errors.Is(rerr, errNoRenameFlags):
-		if err := w.f.Sync(); err != nil {
-			return blob.Info{}, mapErr(err)
+		if !synced {
+			if err := w.f.Sync(); err != nil {
+				return blob.Info{}, mapErr(err)
+			}
 		}
 		if err := w.f.Close(); err != nil {
 			return blob.Info{}, mapErr(err)
