@@ -10,13 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/filegate/filegate/model"
 )
 
 // requestInfo travels in the context of every request: its id for logs,
@@ -286,20 +283,5 @@ type countingBody struct {
 func (c *countingBody) Read(b []byte) (int, error) {
 	n, err := c.ReadCloser.Read(b)
 	c.n += int64(n)
-	if err != nil && err != io.EOF && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.Canceled) {
-		var tooLarge *http.MaxBytesError
-		if !errors.As(err, &tooLarge) {
-			err = badBody{err}
-		}
-	}
 	return n, err
 }
-
-// badBody is a request body that broke off or was malformed (a cut
-// connection, bad chunked framing, fewer bytes than Content-Length): the
-// client's fault, so every door answers 400 rather than 500. It still
-// matches the underlying error for doors that tell those apart.
-type badBody struct{ err error }
-
-func (b badBody) Error() string   { return "request body: " + b.err.Error() }
-func (b badBody) Unwrap() []error { return []error{model.ErrInvalid, b.err} }
