@@ -47,6 +47,13 @@ const prefix = "/dav"
 
 func newEnv(t testing.TB, db *bun.DB) *env {
 	t.Helper()
+	return newEnvWith(t, db, davfs.NewListingCache(16<<20))
+}
+
+// newEnvWith is newEnv with the listing cache given (nil for none); two
+// envs on one database are two instances of filegate.
+func newEnvWith(t testing.TB, db *bun.DB, listings *davfs.ListingCache) *env {
+	t.Helper()
 	ctx := context.Background()
 	repo := model.NewRepo(db)
 	blobs, err := localblob.New(t.TempDir())
@@ -60,8 +67,9 @@ func newEnv(t testing.TB, db *bun.DB) *env {
 	store := model.NewStore(repo, blobs, slog.New(slog.DiscardHandler))
 	fs := davfs.New(store, nil, nil)
 	h := davfs.NewHandler(fs, davfs.Config{
-		Prefix: prefix,
-		Decide: func(ctx context.Context, sub, act, obj string) bool { return authz.Decide(ctx, sub, act, obj).Allowed },
+		Prefix:   prefix,
+		Decide:   func(ctx context.Context, sub, act, obj string) bool { return authz.Decide(ctx, sub, act, obj).Allowed },
+		Listings: listings,
 	})
 	e := &env{t: t, db: db, repo: repo, store: store, authz: authz, fs: fs}
 	// No ServeMux: it would answer unclean paths with a redirect before

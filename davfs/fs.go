@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/uptrace/bun"
 	"golang.org/x/net/webdav"
@@ -66,6 +67,9 @@ type FS struct {
 	locks *LockSystem
 	props *propStore
 	log   *slog.Logger
+	// folding is set while a goroutine folds a folder's listing_changes
+	// rows (see foldChanges).
+	folding atomic.Bool
 }
 
 var _ webdav.FileSystem = (*FS)(nil)

@@ -52,6 +52,9 @@ type Config struct {
 	// QuotaAvailable, when set, answers RFC 4331 quota-available-bytes
 	// for the actor; ok=false leaves the property out.
 	QuotaAvailable func(ctx context.Context, a Actor) (bytes int64, ok bool)
+	// Listings, when set, keeps rendered folder listings between
+	// requests (see ListingCache); nil renders every listing.
+	Listings *ListingCache
 	// Log receives unexpected errors; nil discards them.
 	Log *slog.Logger
 }

@@ -1,6 +1,8 @@
 package davfs
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
@@ -128,14 +130,24 @@ func (h *Handler) propfind(q *request) {
 			wantDead = true
 		}
 	}
-	// The three reads are independent; running them side by side makes a
-	// listing cost the slowest query, not the sum of round trips.
+	// The reads are independent; running them side by side makes a
+	// listing cost the slowest query, not the sum of round trips. A
+	// listing the cache may hold reads the folder's change sum instead of
+	// its children, and its children only if the cache is behind.
 	listChildren := n.IsDir && depth == 1
+	cache := h.cfg.Listings
+	cacheable := listChildren && !filtered && cache != nil && l.sameForAll()
 	var kids [][]entry
+	fetched := false // kids holds the children
+	var version int64
 	var dead map[string][]webdav.Property
 	var errs [3]error
 	var wg sync.WaitGroup
-	if listChildren {
+	switch {
+	case cacheable:
+		wg.Go(func() { version, errs[0] = h.fs.listingVersion(q.ctx, n.ID) })
+	case listChildren:
+		fetched = true
 		wg.Go(func() { kids, errs[0] = h.fs.children(q.ctx, n.ID) })
 	}
 	if wantDead {
@@ -154,9 +166,45 @@ func (h *Handler) propfind(q *request) {
 		return
 	}
 	hideApple := !isMacClient(q.r)
+	// Locks and dead properties are read fresh for every listing; only a
+	// folder whose children have none may come from the cache.
+	cacheable = cacheable && len(l.locks) == 0 && (len(dead) == 0 || len(dead) == 1 && dead[n.ID] != nil)
+	var key string
+	var body []byte
+	if cacheable {
+		key = l.cacheKey(n.ID, hideApple)
+		body, _ = cache.get(key, version)
+	}
+	if listChildren && !fetched && body == nil {
+		// Read after the version, so whatever the rows show is at least
+		// as new as the stamp they are kept under.
+		var err error
+		if kids, err = h.fs.children(q.ctx, n.ID); err != nil {
+			h.fail(q, err)
+			return
+		}
+	}
 	l.m = newMultistatus(q.w)
 	self := entryOf(n)
 	l.response(q.path, &self, n.Lineage, dead[n.ID])
+	switch {
+	case body != nil:
+		l.m.bw.Write(body)
+	case cacheable && cache.fits(estimateListing(kids)):
+		body = l.renderKids(n, kids, hideApple, filtered, dead)
+		cache.put(key, version, body)
+		l.m.bw.Write(body)
+	default:
+		l.writeKids(n, kids, hideApple, filtered, dead)
+	}
+	if err := l.m.close(); err != nil && !errors.Is(err, context.Canceled) {
+		h.log.Debug("propfind write", "err", err)
+	}
+}
+
+// writeKids writes the children's responses.
+func (l *listing) writeKids(n *model.Node, kids [][]entry, hideApple, filtered bool, dead map[string][]webdav.Property) {
+	h, q := l.h, l.q
 	for _, block := range kids {
 		for i := range block {
 			k := &block[i]
@@ -170,9 +218,68 @@ func (h *Handler) propfind(q *request) {
 			l.response(model.JoinPath(q.path, k.Name), k, lineage, dead[k.ID])
 		}
 	}
-	if err := l.m.close(); err != nil && !errors.Is(err, context.Canceled) {
-		h.log.Debug("propfind write", "err", err)
+}
+
+// renderKids renders the children's responses into a buffer of their own,
+// for the cache.
+func (l *listing) renderKids(n *model.Node, kids [][]entry, hideApple, filtered bool, dead map[string][]webdav.Property) []byte {
+	var buf bytes.Buffer
+	buf.Grow(int(estimateListing(kids)))
+	out := l.m
+	l.m = &msWriter{bw: bufio.NewWriterSize(&buf, 64<<10), buf: out.buf}
+	l.writeKids(n, kids, hideApple, filtered, dead)
+	l.m.bw.Flush()
+	out.buf = l.m.buf
+	l.m = out
+	return buf.Bytes()
+}
+
+// estimateListing guesses the rendered size of kids: an allprop response
+// is about 750 bytes.
+func estimateListing(kids [][]entry) int64 {
+	var n int64
+	for _, b := range kids {
+		n += int64(len(b))
 	}
+	return n * 800
+}
+
+// sameForAll reports whether the children's responses depend only on the
+// children's rows: quota properties add sums over other rows.
+func (l *listing) sameForAll() bool {
+	for _, list := range [2][]xml.Name{l.req.props, l.req.include} {
+		for _, name := range list {
+			if name == pQuotaAvail || name == pQuotaUsed {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// cacheKey names one rendering of a folder's children: the folder, the
+// path its hrefs start with, what was asked for and whether Apple's
+// files are shown.
+func (l *listing) cacheKey(folderID string, hideApple bool) string {
+	var b strings.Builder
+	b.WriteString(folderID)
+	b.WriteByte(0)
+	b.WriteString(l.q.path)
+	b.WriteByte(0)
+	b.WriteByte(byte('0' + l.req.kind))
+	if hideApple {
+		b.WriteByte('h')
+	}
+	for _, list := range [2][]xml.Name{l.req.props, l.req.include} {
+		b.WriteByte(0)
+		for _, name := range list {
+			b.WriteString(name.Space)
+			b.WriteByte(' ')
+			b.WriteString(name.Local)
+			b.WriteByte(0)
+		}
+	}
+	return b.String()
 }
 
 // isMacClient recognises macOS's WebDAV file system, the one client that

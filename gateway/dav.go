@@ -24,6 +24,10 @@ const DAVPrefix = "/dav"
 // every other door.
 func (s *Server) DAVHandler() http.Handler {
 	fs := davfs.New(s.store, davfs.NewLockSystem(s.repo.DB()), s.log)
+	cacheBytes := s.cfg.ListingCacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = DefaultListingCacheBytes
+	}
 	h := davfs.NewHandler(fs, davfs.Config{
 		Prefix: DAVPrefix,
 		// Decisions are audited like every other door's; a decision whose
@@ -41,6 +45,7 @@ func (s *Server) DAVHandler() http.Handler {
 		},
 		Challenge:      func(w http.ResponseWriter, r *http.Request) { challenge(w) },
 		MaxUploadBytes: s.cfg.MaxUploadBytes,
+		Listings:       davfs.NewListingCache(cacheBytes),
 		Log:            s.log,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

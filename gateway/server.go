@@ -53,7 +53,15 @@ type Config struct {
 	// MaxConcurrentStreams bounds the handlers one HTTP/2 connection runs
 	// at once; default DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams int
+	// ListingCacheBytes bounds the rendered WebDAV listings kept between
+	// requests (davfs.ListingCache); default DefaultListingCacheBytes,
+	// negative disables the cache.
+	ListingCacheBytes int64
 }
+
+// DefaultListingCacheBytes is the default bound of the WebDAV listing
+// cache: a folder of 20,000 files renders to about 15 MiB.
+const DefaultListingCacheBytes = 64 << 20
 
 // Deps are the parts the server is wired from, built in cmd/filegate.
 type Deps struct {

@@ -92,8 +92,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"a request body that sends nothing for this long is cut off (tus keeps what arrived); negative disables [FILEGATE_BODY_IDLE_TIMEOUT]")
 	maxRanges := fs.Int64("max-ranges", envInt64("max-ranges", gateway.DefaultMaxRanges),
 		"most byte ranges one GET may ask for; more get the whole file [FILEGATE_MAX_RANGES]")
+	listingCache := fs.Int64("listing-cache-bytes", envInt64("listing-cache-bytes", gateway.DefaultListingCacheBytes),
+		"memory for rendered WebDAV folder listings, checked against the database on every use; 0 disables [FILEGATE_LISTING_CACHE_BYTES]")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *listingCache == 0 {
+		*listingCache = -1
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -118,7 +123,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := gateway.New(gateway.Config{
 		Listen: *listen, MaxUploadBytes: *maxUpload, ShutdownGrace: *grace,
 		ReadHeaderTimeout: *readHeaderTimeout, IdleTimeout: *idleTimeout, MaxHeaderBytes: int(*maxHeaderBytes),
-		BodyIdleTimeout: *bodyIdle, MaxRanges: int(*maxRanges),
+		BodyIdleTimeout: *bodyIdle, MaxRanges: int(*maxRanges), ListingCacheBytes: *listingCache,
 	}, gateway.Deps{Store: o.store, Authz: o.authz, Log: log})
 	if err != nil {
 		return err
