@@ -148,7 +148,8 @@ type Store struct {
 	copyLimit   int64 // largest source copied with one CopyObject
 	copyPart    int64 // part size of a multipart copy
 	partialKey  func(id string) string
-	bufs        sync.Pool
+	bufs        sync.Pool // part buffers of PartSize
+	copyBufs    sync.Pool // copyBufSize buffers of readers' WriteTo and rehash
 
 	mu       sync.Mutex
 	live     map[string]struct{} // multipart upload ids of this process in flight
@@ -211,6 +212,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		s.base = p + "/"
 	}
 	s.bufs.New = func() any { b := make([]byte, s.partSize); return &b }
+	s.copyBufs.New = func() any { b := make([]byte, copyBufSize); return &b }
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := client.HeadBucket(hctx, &s3.HeadBucketInput{Bucket: aws.String(cfg.Bucket)}); err != nil {
@@ -485,7 +487,9 @@ func (s *Store) rehash(ctx context.Context, object, etag string) (string, error)
 	}
 	defer out.Body.Close()
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, out.Body, make([]byte, 256<<10)); err != nil {
+	bp := s.copyBufs.Get().(*[]byte)
+	defer s.copyBufs.Put(bp)
+	if _, err := io.CopyBuffer(h, out.Body, *bp); err != nil {
 		return "", mapErr(err)
 	}
 	sum := hex.EncodeToString(h.Sum(nil))

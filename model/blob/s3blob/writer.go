@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"sort"
 	"sync"
 	"time"
@@ -40,6 +41,7 @@ type writer struct {
 	next     int32         // number of the next part
 	sem      chan struct{} // one token per part in flight
 	wg       sync.WaitGroup
+	hq       *hasher // hashes sent parts in order; nil until the first
 
 	mu    sync.Mutex
 	parts []types.CompletedPart
@@ -63,13 +65,7 @@ func (w *writer) failed() error {
 }
 
 func (w *writer) Write(p []byte) (int, error) {
-	if w.done {
-		return 0, errWriterDone
-	}
-	if err := w.ctx.Err(); err != nil {
-		return 0, err
-	}
-	if err := w.failed(); err != nil {
+	if err := w.usable(); err != nil {
 		return 0, err
 	}
 	total := 0
@@ -78,11 +74,9 @@ func (w *writer) Write(p []byte) (int, error) {
 			if w.next > maxParts {
 				return total, errTooLarge
 			}
-			w.buf = w.s.getBuf(w.s.partSizeOf(w.next))
-			w.fill = 0
+			w.newBuf()
 		}
 		k := copy((*w.buf)[w.fill:], p)
-		w.h.Write(p[:k])
 		w.fill += k
 		w.size += int64(k)
 		total += k
@@ -94,6 +88,61 @@ func (w *writer) Write(p []byte) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// ReadFrom reads r to its end straight into the part buffers, without
+// the copy io.Copy's own buffer would add.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	if err := w.usable(); err != nil {
+		return 0, err
+	}
+	var total int64
+	for {
+		if w.buf == nil {
+			if w.next > maxParts {
+				var probe [1]byte
+				if k, _ := io.ReadFull(r, probe[:]); k == 0 {
+					return total, nil
+				}
+				return total, errTooLarge
+			}
+			w.newBuf()
+		}
+		k, err := r.Read((*w.buf)[w.fill:])
+		w.fill += k
+		w.size += int64(k)
+		total += int64(k)
+		if w.fill == len(*w.buf) {
+			if perr := w.sendPart(); perr != nil {
+				return total, perr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		if err := w.usable(); err != nil {
+			return total, err
+		}
+	}
+}
+
+// usable says why the writer takes no more bytes, if it does not.
+func (w *writer) usable() error {
+	if w.done {
+		return errWriterDone
+	}
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	return w.failed()
+}
+
+func (w *writer) newBuf() {
+	w.buf = w.s.getBuf(w.s.partSizeOf(w.next))
+	w.fill = 0
 }
 
 // sendPart hands the full buffer to an upload goroutine, starting the
@@ -118,9 +167,15 @@ func (w *writer) sendPart() error {
 	buf, n, num := w.buf, w.fill, w.next
 	w.buf, w.fill = nil, 0
 	w.next++
+	if w.hq == nil {
+		w.hq = newHasher(w.h)
+	}
+	hashed := w.hq.add((*buf)[:n])
 	w.wg.Add(1)
 	go func() {
-		defer func() { w.s.putBuf(buf); <-w.sem; w.wg.Done() }()
+		// The hasher reads the buffer too: it goes back to the pool, and
+		// the token with it, only when both are done.
+		defer func() { <-hashed; w.s.putBuf(buf); <-w.sem; w.wg.Done() }()
 		sum := crc32Of((*buf)[:n])
 		out, err := w.s.c.UploadPart(w.ctx, &s3.UploadPartInput{
 			Bucket: &w.s.bucket, Key: &w.object, UploadId: &w.uploadID,
@@ -154,13 +209,14 @@ func (w *writer) Commit(ctx context.Context) (blob.Info, error) {
 	if err := w.ctx.Err(); err != nil {
 		return blob.Info{}, err
 	}
-	sum := hex.EncodeToString(w.h.Sum(nil))
-	info := blob.Info{Size: w.size, SHA256: sum}
 	if w.uploadID == "" {
 		var body []byte
 		if w.buf != nil {
 			body = (*w.buf)[:w.fill]
 		}
+		w.h.Write(body)
+		sum := hex.EncodeToString(w.h.Sum(nil))
+		info := blob.Info{Size: w.size, SHA256: sum}
 		_, err := w.s.c.PutObject(ctx, &s3.PutObjectInput{
 			Bucket: &w.s.bucket, Key: &w.object, ContentLength: aws.Int64(int64(len(body))),
 			Body: bytes.NewReader(body), Metadata: map[string]string{metaSHA256: sum}, ChecksumCRC32: crc32Of(body),
@@ -178,9 +234,12 @@ func (w *writer) Commit(ctx context.Context) (blob.Info, error) {
 		}
 	}
 	w.wg.Wait()
+	w.hq.close()
 	if err := w.failed(); err != nil {
 		return blob.Info{}, err
 	}
+	sum := hex.EncodeToString(w.h.Sum(nil))
+	info := blob.Info{Size: w.size, SHA256: sum}
 	sort.Slice(w.parts, func(i, j int) bool { return *w.parts[i].PartNumber < *w.parts[j].PartNumber })
 	_, err := w.s.c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &w.s.bucket, Key: &w.object, UploadId: &w.uploadID,
@@ -216,6 +275,7 @@ func (w *writer) Abort() error {
 	w.done = true
 	w.cancel()
 	w.wg.Wait()
+	w.hq.close()
 	w.s.putBuf(w.buf)
 	w.buf = nil
 	if w.uploadID == "" {
