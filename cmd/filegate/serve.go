@@ -12,6 +12,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -119,6 +120,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Hashing the first admin's password took 19 MiB (argon2id); give it
+	// back now rather than serve with it for minutes.
+	debug.FreeOSMemory()
 
 	srv, err := gateway.New(gateway.Config{
 		Listen: *listen, MaxUploadBytes: *maxUpload, ShutdownGrace: *grace,
