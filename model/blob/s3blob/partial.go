@@ -288,7 +288,9 @@ type appender struct {
 
 	buf       *[]byte
 	fill      int
-	reserved  int  // bytes at the head of buf kept for the staged bytes
+	reserved  int // bytes at the head of buf kept for the staged bytes
+	newFrom   int // where this Append's bytes start in buf
+	hq        *hasher
 	merged    bool // the old stages went into a part of this Append
 	next      int32
 	newParts  []int64
@@ -317,6 +319,17 @@ func (a *appender) newBuf() {
 	} else {
 		a.reserved = 0
 	}
+	a.newFrom = a.fill
+}
+
+// hash queues this Append's bytes b for the SHA-256, which a goroutine
+// computes while the next bytes arrive and b uploads; b must not change
+// until the returned channel is closed.
+func (a *appender) hash(b []byte) <-chan struct{} {
+	if a.hq == nil {
+		a.hq = newHasher(a.h)
+	}
+	return a.hq.add(b)
 }
 
 // stream reads r to its end, sending full parts as they fill. It returns
@@ -333,11 +346,8 @@ func (a *appender) stream(ctx context.Context, r io.Reader) (n int64, rerr, serr
 			return n, nil, err
 		}
 		k, err := r.Read((*a.buf)[a.fill:])
-		if k > 0 {
-			a.h.Write((*a.buf)[a.fill : a.fill+k])
-			a.fill += k
-			n += int64(k)
-		}
+		a.fill += k
+		n += int64(k)
 		if a.fill == len(*a.buf) {
 			if perr := a.sendPart(); perr != nil {
 				return n, nil, perr
@@ -399,12 +409,13 @@ func (a *appender) sendPart() error {
 	}
 	a.sem <- struct{}{}
 	buf, n, num := a.buf, a.fill, a.next
-	a.buf, a.fill, a.reserved = nil, 0, 0
+	hashed := a.hash((*buf)[a.newFrom:n])
+	a.buf, a.fill, a.reserved, a.newFrom = nil, 0, 0, 0
 	a.next++
 	a.newParts = append(a.newParts, int64(n))
 	a.wg.Add(1)
 	go func() {
-		defer func() { a.s.putBuf(buf); <-a.sem; a.wg.Done() }()
+		defer func() { <-hashed; a.s.putBuf(buf); <-a.sem; a.wg.Done() }()
 		object := a.st.Target
 		_, err := a.s.c.UploadPart(a.dctx, &s3.UploadPartInput{
 			Bucket: &a.s.bucket, Key: &object, UploadId: &a.st.UploadID,
@@ -434,6 +445,7 @@ func (a *appender) finish(size int64) error {
 		off := size - int64(newTail)
 		object := a.s.stageName(a.id, off)
 		body := (*a.buf)[a.reserved:a.fill]
+		a.hash(body)
 		out, err := a.s.c.PutObject(a.dctx, &s3.PutObjectInput{
 			Bucket: &a.s.bucket, Key: &object, Body: bytes.NewReader(body),
 			ContentLength: aws.Int64(int64(len(body))), ChecksumCRC32: crc32Of(body),
@@ -444,6 +456,7 @@ func (a *appender) finish(size int64) error {
 		a.stage = &stage{Off: off, Size: int64(len(body)), ETag: aws.ToString(out.ETag)}
 	}
 	a.wg.Wait()
+	a.hq.close() // the hash state is complete from here on
 	a.s.putBuf(a.buf)
 	a.buf = nil
 	if err := a.upErr(); err != nil {
@@ -494,6 +507,7 @@ func (a *appender) finish(size int64) error {
 // recorded ones and are overwritten or ignored later.
 func (a *appender) fail() {
 	a.wg.Wait()
+	a.hq.close()
 	a.s.putBuf(a.buf)
 	a.buf = nil
 	if a.keep {
