@@ -17,8 +17,12 @@
 //
 // # Writing
 //
-// A Writer fills part buffers (8 MiB by default) and hashes SHA-256 as the
-// bytes arrive. A blob smaller than one part is sent with one PutObject
+// A Writer fills part buffers (8 MiB by default), reading a source
+// straight into them (ReadFrom, which io.Copy prefers). SHA-256 is the
+// largest CPU cost of a write, so a goroutine of the writer hashes each
+// full part, in order, while the next one fills and the part uploads; a
+// buffer goes back to the pool once it is both hashed and uploaded.
+// Append hashes its chunk's bytes the same way. A blob smaller than one part is sent with one PutObject
 // carrying its SHA-256 as x-amz-meta-sha256. A larger one becomes a
 // multipart upload on objects/<name>: full buffers are uploaded as parts,
 // at most Concurrency at a time, so memory stays at (Concurrency+1)
@@ -29,9 +33,15 @@
 //
 // Every body carries an x-amz-checksum-crc32 computed from its buffer, so
 // the server checks what it stores, and is signed as UNSIGNED-PAYLOAD:
-// SigV4's payload SHA-256 would be a second hash pass over every byte,
-// and left to the SDK an unsigned body's checksum travels in an
-// aws-chunked trailer that servers decode slowly.
+// SigV4's payload SHA-256 would be a second hash pass over every byte
+// (for the server too, which must verify it), and left to the SDK an
+// unsigned body's checksum travels in an aws-chunked trailer that
+// servers decode slowly. The signature still covers the request line and
+// headers, the CRC32 among them, so a body changed by accident fails at
+// the server. What UNSIGNED-PAYLOAD gives up is protection against
+// someone on the path rewriting a body and its CRC32 together, which TLS
+// provides: use an https endpoint unless the network to the S3 server is
+// trusted (on plain http such an attacker can read every byte anyway).
 //
 // S3 takes metadata when a multipart upload starts, before the SHA-256 is
 // known, so a multipart blob gets its SHA-256 as the object tag sha256
@@ -111,9 +121,11 @@
 //     the head of that part's buffer.
 //   - Publish of an upload that never filled a part: its staged bytes,
 //     less than 5 MiB.
-//   - Reader: no buffer of its own for Read; WriteTo copies through one
-//     256 KiB buffer. The HTTP transport adds 256 KiB read and write
-//     buffers per connection.
+//   - Reader: no buffer of its own for Read; WriteTo (and a rehash)
+//     copies through one pooled 4 MiB buffer: on a large transfer the
+//     socket has megabytes queued, and one read and one write per 4 MiB
+//     cost about half the CPU of 256 KiB ones. The HTTP transport adds
+//     256 KiB read and write buffers per connection.
 //   - Copy, multipart copy and Publish's copy run server side and move no
 //     bytes through the process; a rehash reads through 256 KiB.
 //
