@@ -48,6 +48,19 @@ type reqState struct {
 	// freshID is the upload this request created without a row yet; its
 	// lock needs no database (nobody else knows the id).
 	freshID string
+	// finished: the upload is complete (or gone), so its lock need not
+	// linger for a next request.
+	finished bool
+	// sess is the upload's row as this request holds it under the lock;
+	// sessStale is set when a change to it may not have reached the
+	// database, so the lock must not hand it on.
+	sess      *Session
+	sessStale bool
+	// lockedSess is the row the lock handed over from the previous
+	// request on this upload in this process, or nil.
+	lockedSess *Session
+	// auth is the PATCH's authorization, running while the body comes.
+	auth *pendingAuth
 	// created is the upload this request created and stored; an error
 	// answer still carries its Location, so the client can resume it.
 	created string
@@ -97,8 +110,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// Check the owner before tusd takes the lock, so a stranger's
-		// request can neither wait for nor interrupt the owner's.
-		s, err := h.loadSession(r.Context(), id)
+		// request can neither wait for nor interrupt the owner's. Owners
+		// and declared lengths never change, so those seen lately need
+		// no query; whether the upload still exists is for the store to
+		// say, under the lock.
+		s := &Session{ID: id}
+		var err error
+		if k, ok := h.locks.knownUpload(id); ok {
+			s.Owner, s.Size = k.owner, k.size
+		} else if s, err = h.loadSession(r.Context(), id); err == nil {
+			h.locks.remember(s)
+		}
 		if err != nil || s.Owner != c.Subject {
 			if err != nil && !errors.Is(err, model.ErrNotFound) {
 				h.log.Warn("tus: load upload", "id", id, "err", err)

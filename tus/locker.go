@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -28,6 +29,17 @@ import (
 // dead connection left behind). The holder in this process hears it at
 // once, one in another process at its next refresh. A PATCH that finds the
 // upload locked does not wait: it gets 423 Locked, and the client retries.
+//
+// Lease rows are written with synchronous_commit off for their own
+// transaction: taking and giving back a lock then costs a round trip, not
+// a WAL flush each (two per PATCH were most of a small PATCH's time). A
+// database crash may lose the latest of them: a lost row is seen by its
+// holder's next refresh, which ends the request, and a row that survives
+// its DELETE runs out with its lease or is taken over by its holder.
+//
+// On SQLite a request that leaves an unfinished upload hands the upload's
+// row on to the next request on it, which then need not read it again:
+// rows change only under the lock, and one process owns the database.
 type Locker struct {
 	db      *bun.DB // nil on SQLite
 	lease   time.Duration
@@ -40,7 +52,17 @@ type Locker struct {
 	stop    chan struct{}
 	done    chan struct{}
 	closed  bool
+	// known remembers the owner and length of recent uploads, so a
+	// request's checks before the lock need no query.
+	known map[string]knownUpload
 }
+
+// lingerFor is how long, on SQLite, a lock entry keeps an unfinished
+// upload's row for the client's next request.
+const lingerFor = 2 * time.Second
+
+// maxKnown bounds Locker.known.
+const maxKnown = 4096
 
 type lockEntry struct {
 	released chan struct{}
@@ -53,6 +75,13 @@ type lockEntry struct {
 	// asking it to end could only reach the next request on its
 	// connection (tusd's release sets a read deadline on the connection).
 	ending bool
+	// lingering (SQLite only): no request holds the entry; it keeps sess
+	// until timer fires, and the next lock on the id takes it over.
+	lingering bool
+	timer     *time.Timer
+	// sess is the upload's row as the last request left it, when that
+	// request wrote nothing it could not also write to the database.
+	sess *Session
 }
 
 // Lock modes.
@@ -71,7 +100,8 @@ func NewLocker(db *bun.DB, lease time.Duration, log *slog.Logger) *Locker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l := &Locker{lease: lease, every: min(lease/3, time.Second), log: log, held: map[string]*lockEntry{}}
+	l := &Locker{lease: lease, every: min(lease/3, time.Second), log: log, held: map[string]*lockEntry{},
+		known: map[string]knownUpload{}}
 	if db != nil && model.IsPostgres(db) {
 		l.db = db
 	}
@@ -88,6 +118,8 @@ func (l *Locker) NewLock(id string) (handler.Lock, error) {
 type tusLock struct {
 	l  *Locker
 	id string
+	// rs is the request holding the lock, nil for the door's own work.
+	rs *reqState
 }
 
 // Lock takes the lock in the mode the request calls for. It returns
@@ -101,12 +133,54 @@ func (k *tusLock) Lock(ctx context.Context, requestRelease func()) error {
 			mode = lockInterrupt
 		}
 		shared = rs.freshID != k.id
+		k.rs = rs
 	}
-	return k.l.lock(ctx, k.id, mode, shared, requestRelease)
+	return k.l.lock(ctx, k.id, mode, shared, requestRelease, k.rs)
 }
 
-// Unlock releases the lock.
-func (k *tusLock) Unlock() error { return k.l.unlock(k.id) }
+// Unlock releases the lock. The lease row of an upload a request left
+// unfinished lingers for the client's next request.
+func (k *tusLock) Unlock() error {
+	rs := k.rs
+	if rs == nil || rs.finished || rs.method == http.MethodDelete || rs.sess == nil {
+		return k.l.unlock(k.id, false, nil)
+	}
+	var sess *Session
+	if rs.sess != nil && !rs.sessStale && rs.sess.ID == k.id {
+		c := *rs.sess
+		sess = &c
+	}
+	return k.l.unlock(k.id, true, sess)
+}
+
+// knownUpload returns the owner and length of upload id if this process
+// saw them lately. Neither changes once the length is declared, so they
+// need no query.
+func (l *Locker) knownUpload(id string) (knownUpload, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k, ok := l.known[id]
+	return k, ok
+}
+
+// knownUpload is what knownUpload remembers of an upload.
+type knownUpload struct {
+	owner string
+	size  int64
+}
+
+// remember records s for knownUpload, if its length is declared.
+func (l *Locker) remember(s *Session) {
+	if s.SizeDeferred {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.known) >= maxKnown {
+		clear(l.known) // a miss costs one query
+	}
+	l.known[s.ID] = knownUpload{owner: s.Owner, size: s.Size}
+}
 
 // acquire locks id for work the door does on its own (concatenation,
 // sweeping).
@@ -114,16 +188,29 @@ func (l *Locker) acquire(ctx context.Context, id string, mode int, requestReleas
 	if requestRelease == nil {
 		requestRelease = func() {}
 	}
-	if err := l.lock(ctx, id, mode, true, requestRelease); err != nil {
+	if err := l.lock(ctx, id, mode, true, requestRelease, nil); err != nil {
 		return nil, err
 	}
 	return &tusLock{l: l, id: id}, nil
 }
 
-func (l *Locker) lock(ctx context.Context, id string, mode int, shared bool, requestRelease func()) error {
+func (l *Locker) lock(ctx context.Context, id string, mode int, shared bool, requestRelease func(), rs *reqState) error {
 	for {
 		l.mu.Lock()
 		e := l.held[id]
+		if e != nil && e.lingering {
+			// Take the entry over, with the row it keeps.
+			e.timer.Stop()
+			e.lingering, e.ending, e.timer = false, false, nil
+			e.released, e.request = make(chan struct{}), requestRelease
+			sess := e.sess
+			e.sess = nil
+			l.mu.Unlock()
+			if rs != nil && sess != nil {
+				rs.lockedSess = sess
+			}
+			return nil
+		}
 		if e == nil {
 			e = &lockEntry{released: make(chan struct{}), request: requestRelease}
 			l.held[id] = e
@@ -198,13 +285,18 @@ func (l *Locker) lockShared(ctx context.Context, id string, mode int) error {
 	}
 }
 
+// asyncCommit, evaluated inside a statement, lets that statement's
+// transaction commit without waiting for its WAL to reach the disk (see
+// Locker). Unlike a SET, it touches nothing beyond the transaction.
+const asyncCommit = "set_config('synchronous_commit', 'off', true)"
+
 // tryRow inserts the lease row, or takes over one whose lease ran out or
 // that this process left behind (the in-process map says nobody here
 // holds it).
 func (l *Locker) tryRow(ctx context.Context, id string) (bool, error) {
 	var got string
 	err := l.db.NewRaw(`INSERT INTO upload_locks (id, holder, expires_ms, release_requested)
-VALUES (?, ?, `+nowMS+` + ?, FALSE)
+SELECT ?, ?, `+nowMS+` + ?, FALSE FROM (SELECT `+asyncCommit+`) AS async
 ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, expires_ms = EXCLUDED.expires_ms, release_requested = FALSE
 WHERE upload_locks.expires_ms < `+nowMS+` OR upload_locks.holder = EXCLUDED.holder
 RETURNING id`, id, l.holder, l.lease.Milliseconds()).Scan(ctx, &got)
@@ -214,22 +306,29 @@ RETURNING id`, id, l.holder, l.lease.Milliseconds()).Scan(ctx, &got)
 	return err == nil, err
 }
 
-func (l *Locker) unlock(id string) error {
+func (l *Locker) unlock(id string, linger bool, sess *Session) error {
 	l.mu.Lock()
 	e := l.held[id]
-	if e != nil {
-		e.ending = true
-	}
-	l.mu.Unlock()
-	if e == nil {
+	if e == nil || e.lingering {
+		l.mu.Unlock()
 		return nil
 	}
+	e.ending = true
+	if linger && l.db == nil && sess != nil && !l.closed {
+		e.lingering, e.sess = true, sess
+		e.timer = time.AfterFunc(lingerFor, func() { l.dropLingering(id, e) })
+		close(e.released)
+		l.mu.Unlock()
+		return nil
+	}
+	l.mu.Unlock()
 	var err error
 	if e.shared {
 		// The row goes before the map entry: the next holder in this
 		// process must not find our row and lose its own to our DELETE.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = l.db.NewRaw("DELETE FROM upload_locks WHERE id = ? AND holder = ?", id, l.holder).Exec(ctx)
+		_, err = l.db.NewRaw("DELETE FROM upload_locks WHERE id = ? AND holder = ? AND "+asyncCommit+" <> ''",
+			id, l.holder).Exec(ctx)
 		cancel()
 		if err != nil {
 			// The lease runs out on its own.
@@ -241,6 +340,15 @@ func (l *Locker) unlock(id string) error {
 	l.mu.Unlock()
 	close(e.released)
 	return nil
+}
+
+// dropLingering forgets entry e of id if it still lingers.
+func (l *Locker) dropLingering(id string, e *lockEntry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held[id] == e && e.lingering {
+		delete(l.held, id)
+	}
 }
 
 // startRefresher starts the lease refresher once; l.mu is held.
@@ -340,6 +448,13 @@ func (l *Locker) Close() error {
 		close(l.stop)
 		<-l.done
 	}
+	l.mu.Lock()
+	for _, e := range l.held {
+		if e.lingering && e.timer != nil {
+			e.timer.Stop()
+		}
+	}
+	l.mu.Unlock()
 	if l.db == nil {
 		return nil
 	}

@@ -273,15 +273,23 @@ func (d *dataStore) GetUpload(ctx context.Context, id string) (handler.Upload, e
 	if !validID(id) {
 		return nil, handler.ErrNotFound
 	}
-	s, err := d.h.loadSession(ctx, id)
+	// The previous request's row, handed on by the lock, is current:
+	// rows change only under the lock.
+	s, err := rs.lockedSess, error(nil)
+	if s == nil || s.ID != id {
+		s, err = d.h.loadSession(ctx, id)
+	}
 	if errors.Is(err, model.ErrNotFound) || err == nil && s.Owner != rs.caller.Subject {
 		return nil, handler.ErrNotFound
 	}
 	if err != nil {
 		return nil, modelErr(err)
 	}
+	d.h.locks.remember(s)
 	u := &upload{h: d.h, s: s}
+	rs.sess = s
 	if err := u.load(ctx); err != nil {
+		rs.sessStale = true
 		return nil, err
 	}
 	rs.expires = s.Expires()
@@ -384,6 +392,29 @@ func (u *upload) authorize(ctx context.Context, c Caller) error {
 	return nil
 }
 
+// pendingAuth is an authorization running alongside a PATCH's body.
+type pendingAuth struct {
+	done chan struct{}
+	err  error
+}
+
+// wait returns the authorization's outcome once it is known.
+func (a *pendingAuth) wait() error {
+	<-a.done
+	return a.err
+}
+
+// startAuthorize runs authorize in the background for this request.
+func (u *upload) startAuthorize(ctx context.Context, rs *reqState) *pendingAuth {
+	a := &pendingAuth{done: make(chan struct{})}
+	rs.auth = a
+	go func() {
+		defer close(a.done)
+		a.err = u.authorize(ctx, rs.caller)
+	}()
+	return a
+}
+
 // WriteChunk appends the request body at offset. With Upload-Checksum,
 // or when the body runs past the upload's length, the chunk is kept only
 // if it arrived whole and right; otherwise the offset does not move.
@@ -395,22 +426,40 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 	if u.fresh {
 		return u.writeFresh(ctx, rs, src)
 	}
-	if rs.method == http.MethodPatch {
-		if err := u.authorize(ctx, rs.caller); err != nil {
-			return 0, err
-		}
-	}
 	r := src
-	if rs.method == http.MethodPatch && u.folder != nil {
+	accept := func(n int64) error { return rs.acceptChunk() }
+	if rs.method == http.MethodPatch {
+		// Authorization (a folder lookup, the decision and its audit
+		// row) runs while the body arrives; the chunk is kept only once
+		// it said yes, and the answer waits for it either way.
+		a := u.startAuthorize(ctx, rs)
+		defer a.wait()
 		r = &revocable{r: src, every: recheckEvery, last: time.Now(), still: func() bool {
-			return u.h.authz.MayWrite(ctx, rs.caller, u.folder)
+			if a.wait() != nil {
+				return false
+			}
+			return u.folder == nil || u.h.authz.MayWrite(ctx, rs.caller, u.folder)
 		}}
+		accept = func(n int64) error {
+			if err := a.wait(); err != nil {
+				return err
+			}
+			return rs.acceptChunk()
+		}
 	}
 	if rs.sum != nil {
 		r = io.TeeReader(r, rs.sum)
 	}
-	accept := func(n int64) error { return rs.acceptChunk() }
 	n, err := u.h.store.Blobs.Append(ctx, u.s.ID, offset, r, accept)
+	if rs.auth != nil {
+		if aerr := rs.auth.wait(); aerr != nil {
+			// Refused, yet the bytes that came before a broken body
+			// were kept (a chunk is kept whole or not at all only when
+			// it ends cleanly). They stay in the unfinished upload,
+			// which this caller cannot finish while refused.
+			return n, aerr
+		}
+	}
 	if n > 0 {
 		u.offset = offset + n
 		u.s.Offset = u.offset
@@ -425,6 +474,7 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 			// The bytes are durable and the offset comes from the blob;
 			// only the expiry and the pending listing lag.
 			u.h.log.Warn("tus: record upload progress", "id", u.s.ID, "err", terr)
+			rs.sessStale = true
 		}
 		rs.expires = u.s.Expires()
 	}
@@ -504,6 +554,24 @@ func (u *upload) FinishUpload(ctx context.Context) error {
 	if u.fresh {
 		return u.finishFresh(ctx)
 	}
+	if rs := stateFrom(ctx); rs != nil && rs.auth != nil {
+		if err := rs.auth.wait(); err != nil {
+			return err // never publish what a refused request sent
+		}
+	}
+	err := u.finish(ctx)
+	if rs := stateFrom(ctx); rs != nil {
+		if err != nil {
+			rs.sessStale = true
+		} else if u.done {
+			rs.finished = true
+		}
+	}
+	return err
+}
+
+// finish publishes and records an upload that has a row.
+func (u *upload) finish(ctx context.Context) error {
 	s := u.s
 	if s.Status == StatusCompleted || s.IsPartial {
 		return nil
@@ -642,6 +710,9 @@ func (u *upload) Terminate(ctx context.Context) error {
 	if u.fresh {
 		return nil
 	}
+	if rs := stateFrom(ctx); rs != nil {
+		rs.finished = true // gone, or in doubt: nothing to hand on
+	}
 	if u.s.Status == StatusNew {
 		if err := u.h.store.Blobs.Discard(ctx, u.s.ID); err != nil {
 			return modelErr(model.BlobErr(err))
@@ -661,6 +732,9 @@ func (u *upload) DeclareLength(ctx context.Context, length int64) error {
 	u.s.Size, u.s.SizeDeferred = length, false
 	_, err := u.h.db.NewUpdate().Model(u.s).ModelTableExpr("upload_sessions").
 		Column("size", "size_deferred").Where("id = ?", u.s.ID).Exec(ctx)
+	if rs := stateFrom(ctx); rs != nil && err != nil {
+		rs.sessStale = true
+	}
 	return modelErr(dbErr(err))
 }
 

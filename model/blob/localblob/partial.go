@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/filegate/filegate/model/blob"
 )
@@ -28,13 +29,44 @@ import (
 // it; the lagging tail is hashed from the file on the next Append or
 // Publish. The sidecar is not fsynced: losing it only costs re-reading.
 
+// The hash state also stays in memory between calls (hashCache), so that
+// an Append neither reads nor rewrites the sidecar: renaming a new sidecar
+// into place on every chunk cost a journal operation per PATCH, which
+// waited behind the chunk's own fsync. The sidecar is written by the first
+// Append of a process on an upload and then after every stateEvery bytes,
+// which bounds what a restart must rehash.
+
+// stateEvery is how many appended bytes the sidecar may lag behind.
+const stateEvery = 64 << 20
+
+// maxIdlePartials bounds how many uploads nobody is working on keep their
+// hash state in memory.
+const maxIdlePartials = 1024
+
 // partialLock serialises work on one upload id inside this process; flock
 // on the data file does the same across processes.
 type partialLock struct {
 	mu      sync.Mutex
-	refs    int   // guarded by Store.mu
-	busy    bool  // guarded by Store.mu: an Append is changing the file
-	durable int64 // guarded by Store.mu: the upload's size while busy
+	refs    int        // guarded by Store.mu
+	busy    bool       // guarded by Store.mu: an Append is changing the file
+	durable int64      // guarded by Store.mu: the upload's size while busy
+	hc      *hashCache // guarded by mu; kept while refs is 0 (see release)
+}
+
+// hashCache is the hash state over a data file as this process last left
+// it. It is valid while the file is the same (inode), the same size and
+// unchanged since (mtime): another process appending or truncating moves
+// at least one of them.
+type hashCache struct {
+	ino   uint64
+	size  int64
+	mtime time.Time
+	state []byte
+	saved int64 // offset the sidecar holds
+}
+
+func (c *hashCache) valid(fi os.FileInfo) bool {
+	return c != nil && c.ino == inode(fi) && c.size == fi.Size() && c.mtime.Equal(fi.ModTime())
 }
 
 func (s *Store) lockPartial(id string) (release func()) {
@@ -51,12 +83,19 @@ func (s *Store) lockPartial(id string) (release func()) {
 		s.mu.Lock()
 		l.busy = false
 		l.refs--
-		if l.refs == 0 {
+		if l.refs == 0 && (l.hc == nil || len(s.partials) > maxIdlePartials) {
 			delete(s.partials, id)
 		}
 		s.mu.Unlock()
 		l.mu.Unlock()
 	}
+}
+
+// partialLockOf returns the entry of id, which the caller holds.
+func (s *Store) partialLockOf(id string) *partialLock {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.partials[id]
 }
 
 // setDurable publishes the size PartialSize reports while an Append runs.
@@ -130,10 +169,12 @@ func (s *Store) Append(ctx context.Context, id string, offset int64, r io.Reader
 	if offset != size {
 		return 0, fmt.Errorf("%w: upload %q is at %d, not %d", blob.ErrOffset, id, size, offset)
 	}
-	h, err := s.resumeHash(ctx, id, f, fi)
+	pl := s.partialLockOf(id)
+	h, saved, err := s.resumeHash(ctx, id, f, fi, pl.hc)
 	if err != nil {
 		return 0, err
 	}
+	pl.hc = nil // until this Append leaves the file in a known state
 	s.setDurable(id, size)
 	if _, err := f.Seek(size, io.SeekStart); err != nil {
 		return 0, err
@@ -165,9 +206,22 @@ func (s *Store) Append(ctx context.Context, id string, offset int64, r io.Reader
 		}
 	}
 	s.setDurable(id, size+n)
-	if err := s.saveState(id, fi, size+n, h); err != nil {
-		// The bytes are durable; the next call rehashes the tail.
-		slog.Warn("localblob: cannot save upload hash state", "id", id, "err", err)
+	if n == 0 {
+		pl.hc = &hashCache{ino: inode(fi), size: size, mtime: fi.ModTime(), saved: saved}
+		pl.hc.state, _ = h.(encoding.BinaryMarshaler).MarshalBinary()
+		return n, rerr
+	}
+	if size+n-saved >= stateEvery || saved == 0 {
+		if err := s.saveState(id, fi, size+n, h); err != nil {
+			// The bytes are durable; the next call rehashes the tail.
+			slog.Warn("localblob: cannot save upload hash state", "id", id, "err", err)
+		} else {
+			saved = size + n
+		}
+	}
+	if nfi, err := f.Stat(); err == nil && nfi.Size() == size+n {
+		pl.hc = &hashCache{ino: inode(nfi), size: size + n, mtime: nfi.ModTime(), saved: saved}
+		pl.hc.state, _ = h.(encoding.BinaryMarshaler).MarshalBinary()
 	}
 	return n, rerr
 }
@@ -184,15 +238,22 @@ func (s *Store) rollback(f *os.File, size int64) {
 }
 
 // resumeHash returns a SHA-256 over the first fi.Size() bytes of f, starting
-// from the sidecar when it is valid for this file and hashing the rest.
-func (s *Store) resumeHash(ctx context.Context, id string, f *os.File, fi os.FileInfo) (hash.Hash, error) {
+// from hc or else the sidecar when it is valid for this file and hashing
+// the rest, and the offset the sidecar holds (0 when unknown).
+func (s *Store) resumeHash(ctx context.Context, id string, f *os.File, fi os.FileInfo, hc *hashCache) (hash.Hash, int64, error) {
 	size := fi.Size()
 	h := sha256.New()
-	var from int64
+	if size > 0 && hc.valid(fi) {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(hc.state); err == nil {
+			return h, hc.saved, nil
+		}
+		h = sha256.New()
+	}
+	var from, saved int64
 	if size > 0 {
 		if off, state, ok := s.loadState(id, fi); ok {
 			if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err == nil {
-				from = off
+				from, saved = off, off
 			} else {
 				h = sha256.New()
 			}
@@ -200,10 +261,10 @@ func (s *Store) resumeHash(ctx context.Context, id string, f *os.File, fi os.Fil
 	}
 	if from < size {
 		if _, err := copyCtx(ctx, h, io.NewSectionReader(f, from, size-from)); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
-	return h, nil
+	return h, saved, nil
 }
 
 // Sidecar: magic, inode of the data file, offset, hash state, CRC-32 of
@@ -303,10 +364,12 @@ func (s *Store) Publish(ctx context.Context, id, key string) (blob.Info, error) 
 	if err != nil {
 		return blob.Info{}, err
 	}
-	h, err := s.resumeHash(ctx, id, f, fi)
+	pl := s.partialLockOf(id)
+	h, _, err := s.resumeHash(ctx, id, f, fi, pl.hc)
 	if err != nil {
 		return blob.Info{}, err
 	}
+	pl.hc = nil
 	sum := hex.EncodeToString(h.Sum(nil))
 	src := f.Name()
 	if err := setSum(src, sum); err != nil && !errors.Is(err, errNoXattr) {
@@ -345,6 +408,7 @@ func (s *Store) Discard(ctx context.Context, id string) error {
 	}
 	release := s.lockPartial(id)
 	defer release()
+	s.partialLockOf(id).hc = nil
 	// Sidecar first: a sidecar without data is ignored, data without a
 	// sidecar is rehashed.
 	for _, p := range []string{s.statePath(id), s.dataPath(id)} {
