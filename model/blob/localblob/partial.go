@@ -372,10 +372,16 @@ func (s *Store) Publish(ctx context.Context, id, key string) (blob.Info, error) 
 	pl.hc = nil
 	sum := hex.EncodeToString(h.Sum(nil))
 	src := f.Name()
-	if err := setSum(src, sum); err != nil && !errors.Is(err, errNoXattr) {
+	// The fsync comes before the xattr: the bytes are usually durable
+	// already (each Append synced them; this covers a process that died
+	// before its sync), so it has nothing to commit, whereas syncing the
+	// xattr cost a journal commit per upload. The stored sum is only a
+	// cache Stat recomputes when a crash lost it; the directory sync
+	// below commits it with the rename on a journaling filesystem.
+	if err := f.Sync(); err != nil {
 		return blob.Info{}, mapErr(err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := setSum(src, sum); err != nil && !errors.Is(err, errNoXattr) {
 		return blob.Info{}, mapErr(err)
 	}
 	if err := ctx.Err(); err != nil {

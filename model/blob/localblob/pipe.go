@@ -16,7 +16,7 @@ const (
 	bufSize = 256 << 10
 	// writebackEvery asks the kernel to start writing dirty pages to disk
 	// after that many bytes, so that less is left for the commit's fsync.
-	writebackEvery = 2 << 20
+	writebackEvery = 1 << 20
 )
 
 // errAborted stops the hasher of a pipe being abandoned.
