@@ -283,11 +283,18 @@ func (s *Store) copyNode(ctx context.Context, src, dstParent *Node, name, actor 
 	return folder, nil
 }
 
+// BlobReferences reports which of keys something other than a file still
+// needs: a tus upload that published its bytes but did not record them
+// yet (its next HEAD records them) needs its blob for as long as the
+// upload lives, however old the blob is.
+type BlobReferences func(ctx context.Context, keys []string) ([]string, error)
+
 // SweepOrphans removes uncommitted blob leftovers and committed blobs that
-// no node refers to, if they are older than age (younger ones may belong
-// to a write whose row is about to commit). It returns how many it
-// removed.
-func (s *Store) SweepOrphans(ctx context.Context, age time.Duration) (int, error) {
+// no node and none of others refers to, if they are older than age
+// (younger ones may belong to a write whose row is about to commit). It
+// returns how many it removed, and the first database or blob store error,
+// which stops the sweep.
+func (s *Store) SweepOrphans(ctx context.Context, age time.Duration, others ...BlobReferences) (int, error) {
 	before := time.Now().Add(-age)
 	removed, err := s.Blobs.Sweep(ctx, before)
 	if err != nil {
@@ -310,6 +317,13 @@ func (s *Store) SweepOrphans(ctx context.Context, age time.Duration) (int, error
 		if err := s.Repo.db.NewSelect().Table("nodes").Column("blob_key").
 			Where("blob_key IN (?)", bunIn(batch)).Scan(ctx, &used); err != nil {
 			return removed, dbErr(err)
+		}
+		for _, refs := range others {
+			more, err := refs(ctx, batch)
+			if err != nil {
+				return removed, err
+			}
+			used = append(used, more...)
 		}
 		inUse := make(map[string]bool, len(used))
 		for _, k := range used {

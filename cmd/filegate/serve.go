@@ -148,7 +148,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	go sweepLoop(ctx, o.store, *sweepEvery, log)
+	go sweepLoop(ctx, o.store, *sweepEvery, log, door.PendingBlobs)
 	if *debugListen != "" {
 		// pprof registers on http.DefaultServeMux, which only this
 		// separate listener serves.
@@ -208,7 +208,7 @@ func bootstrapAdmin(ctx context.Context, o *opened) (generated string, err error
 	return generated, nil
 }
 
-func sweepLoop(ctx context.Context, store *model.Store, every time.Duration, log *slog.Logger) {
+func sweepLoop(ctx context.Context, store *model.Store, every time.Duration, log *slog.Logger, others ...model.BlobReferences) {
 	if every <= 0 {
 		return
 	}
@@ -219,7 +219,7 @@ func sweepLoop(ctx context.Context, store *model.Store, every time.Duration, log
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := store.SweepOrphans(ctx, time.Hour)
+			n, err := store.SweepOrphans(ctx, time.Hour, others...)
 			if err != nil {
 				log.Warn("orphan sweep", "err", err)
 			} else if n > 0 {
