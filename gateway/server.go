@@ -53,6 +53,10 @@ type Config struct {
 	// MaxConcurrentStreams bounds the handlers one HTTP/2 connection runs
 	// at once; default DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams int
+	// TrustForwardedHeaders makes the last X-Forwarded-For address the
+	// client's in logs and audit rows; set it only behind a proxy that
+	// appends it.
+	TrustForwardedHeaders bool
 	// ListingCacheBytes bounds the rendered WebDAV listings kept between
 	// requests (davfs.ListingCache); default DefaultListingCacheBytes,
 	// negative disables the cache.
@@ -161,7 +165,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 // panic recovery and the shared request limits (stalled bodies, Range
 // lists) around every route.
 func (s *Server) Handler() http.Handler {
-	return s.observe(s.limits(http.HandlerFunc(s.route)))
+	return s.forwarded(s.observe(s.limits(http.HandlerFunc(s.route))))
 }
 
 // Serve answers on l until ctx is cancelled, then stops accepting, answers

@@ -79,7 +79,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	publicURL := fs.String("public-url", envString("public-url", ""), "public origin for signed links, e.g. https://files.example.org; default the request's host [FILEGATE_PUBLIC_URL]")
 	debugListen := fs.String("debug-listen", envString("debug-listen", ""), "address for Go's pprof profiler, e.g. 127.0.0.1:6060; empty disables it [FILEGATE_DEBUG_LISTEN]")
 	trustForwarded := fs.Bool("trust-forwarded-headers", envBool("trust-forwarded-headers", false),
-		"build tus upload URLs from X-Forwarded-Host and X-Forwarded-Proto; set it only behind a proxy that sets them [FILEGATE_TRUST_FORWARDED_HEADERS]")
+		"take the client's address from X-Forwarded-For (logs, audit) and build tus upload URLs from X-Forwarded-Host and X-Forwarded-Proto; set it only behind a proxy that sets them [FILEGATE_TRUST_FORWARDED_HEADERS]")
 	linkRedirect := fs.Bool("signed-link-redirect", envBool("signed-link-redirect", false),
 		"answer signed links with a redirect to a short-lived pre-signed S3 URL (forced download) instead of streaming the bytes; clients must reach the S3 endpoint [FILEGATE_SIGNED_LINK_REDIRECT]")
 	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
@@ -128,6 +128,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Listen: *listen, MaxUploadBytes: *maxUpload, ShutdownGrace: *grace,
 		ReadHeaderTimeout: *readHeaderTimeout, IdleTimeout: *idleTimeout, MaxHeaderBytes: int(*maxHeaderBytes),
 		BodyIdleTimeout: *bodyIdle, MaxRanges: int(*maxRanges), ListingCacheBytes: *listingCache,
+		TrustForwardedHeaders: *trustForwarded,
 	}, gateway.Deps{Store: o.store, Authz: o.authz, Log: log})
 	if err != nil {
 		return err
