@@ -134,7 +134,13 @@ func (r *Repo) UserByName(ctx context.Context, name string) (*User, error) {
 		return nil, ErrNotFound
 	}
 	u := new(User)
-	if err := r.db.NewSelect().Model(u).Where("name = ?", name).Scan(ctx); err != nil {
+	var err error
+	if h := r.hot.statements(ctx); h != nil {
+		err = h.queryOne(ctx, nil, h.userByName, u, name)
+	} else {
+		err = r.db.NewSelect().Model(u).Where("name = ?", name).Scan(ctx)
+	}
+	if err != nil {
 		return nil, dbErr(err)
 	}
 	return u, nil

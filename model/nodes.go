@@ -156,15 +156,20 @@ func requireLiveFolder(ctx context.Context, tx bun.IDB, id string) error {
 // and returns the live completed node at path (nil when there is none):
 // the two questions every file write asks. It returns ErrNotFound for a
 // missing or archived folder and ErrConflict when it is not a folder.
-func folderAndLive(ctx context.Context, tx bun.IDB, folderID, path string) (*Node, error) {
+func (r *Repo) folderAndLive(ctx context.Context, tx bun.Tx, folderID, path string) (*Node, error) {
 	var rows []*Node
-	err := tx.NewSelect().Model(&rows).
-		WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
-			return q.Where("n.id = ?", folderID).
-				WhereGroup(" OR ", func(q *bun.SelectQuery) *bun.SelectQuery {
-					return liveCompleted(q.Where("n.path = ?", path))
-				})
-		}).Scan(ctx)
+	var err error
+	if h := r.hot.statements(ctx); h != nil {
+		err = h.query(ctx, &tx, h.folderAndLive, &rows, folderID, path)
+	} else {
+		err = tx.NewSelect().Model(&rows).
+			WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+				return q.Where("n.id = ?", folderID).
+					WhereGroup(" OR ", func(q *bun.SelectQuery) *bun.SelectQuery {
+						return liveCompleted(q.Where("n.path = ?", path))
+					})
+			}).Scan(ctx)
+	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, dbErr(err)
 	}
@@ -241,7 +246,7 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 		mod = now
 	}
 	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		existing, err := folderAndLive(ctx, tx, parent.ID, JoinPath(parent.Path, name))
+		existing, err := r.folderAndLive(ctx, tx, parent.ID, JoinPath(parent.Path, name))
 		if err != nil {
 			return err
 		}

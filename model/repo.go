@@ -23,11 +23,12 @@ import (
 type Repo struct {
 	db  *bun.DB
 	now func() time.Time
+	hot *hotStatements
 }
 
 // NewRepo returns a repository over a migrated database.
 func NewRepo(db *bun.DB) *Repo {
-	return &Repo{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+	return &Repo{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, hot: &hotStatements{db: db}}
 }
 
 // DB returns the underlying database, for packages (policy, tus, davfs)

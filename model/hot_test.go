@@ -1,0 +1,73 @@
+package model_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/uptrace/bun"
+
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/dbtest"
+)
+
+// TestHotLookupsAgreeWithBun checks the lookups every request makes, which
+// run as prepared statements on PostgreSQL and as Bun queries on SQLite,
+// against what Bun itself reads: the same user, the same errors, and file
+// writes that find their folder and the file they replace.
+func TestHotLookupsAgreeWithBun(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		r := model.NewRepo(db)
+		made, err := r.CreateUser(ctx, "nurse.jo", "long enough password")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.UserByName(ctx, "nurse.jo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want model.User
+		if err := db.NewSelect().Model(&want).Where("id = ?", made.ID).Scan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if *got != want {
+			t.Fatalf("UserByName = %+v, Bun reads %+v", *got, want)
+		}
+		if _, err := r.UserByName(ctx, "nobody"); !errors.Is(err, model.ErrNotFound) {
+			t.Fatalf("unknown user: %v, want ErrNotFound", err)
+		}
+		if prepared := r.HotPrepared(); prepared != model.IsPostgres(db) {
+			t.Fatalf("prepared = %v on %s", prepared, db.Dialect().Name())
+		}
+
+		root, err := r.LiveByPath(ctx, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ward, err := r.CreateFolder(ctx, root, "ward", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := model.Content{BlobKey: "k1", Size: 1, SHA256: strings.Repeat("a", 64)}
+		first, created, _, err := r.PutFile(ctx, ward, "chart.txt", c, model.FileMeta{}, made.ID, model.Cond{})
+		if err != nil || !created {
+			t.Fatalf("first write: created %v, %v", created, err)
+		}
+		c2 := model.Content{BlobKey: "k2", Size: 2, SHA256: strings.Repeat("b", 64)}
+		second, created, old, err := r.PutFile(ctx, ward, "chart.txt", c2, model.FileMeta{}, made.ID, model.Cond{})
+		if err != nil || created || old != "k1" || second.ID != first.ID {
+			t.Fatalf("second write: created %v old %q same id %v, %v", created, old, second.ID == first.ID, err)
+		}
+		if _, _, _, err := r.PutFile(ctx, root, "ward", c, model.FileMeta{}, made.ID, model.Cond{}); !errors.Is(err, model.ErrConflict) {
+			t.Fatalf("write over a folder: %v, want ErrConflict", err)
+		}
+		if _, err := r.Archive(ctx, ward.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := r.PutFile(ctx, ward, "late.txt", c, model.FileMeta{}, made.ID, model.Cond{}); !errors.Is(err, model.ErrNotFound) {
+			t.Fatalf("write into an archived folder: %v, want ErrNotFound", err)
+		}
+	})
+}
