@@ -27,8 +27,9 @@ func newHasher(h hash.Hash) *hasher {
 	return hq
 }
 
-// maxPartsInFlight sizes the hasher's queue; add blocks beyond it, which
-// only a writer far ahead of its hash can reach.
+// maxPartsInFlight sizes the hasher's queue. A writer queues at most one
+// buffer per part in flight (Concurrency), and add only blocks, briefly,
+// for a Concurrency above it.
 const maxPartsInFlight = 16
 
 func (hq *hasher) run() {

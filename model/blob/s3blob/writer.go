@@ -43,6 +43,8 @@ type writer struct {
 	wg       sync.WaitGroup
 	hq       *hasher // hashes sent parts in order; nil until the first
 
+	tailHashed bool // Commit hashed the bytes of a blob under one part
+
 	mu    sync.Mutex
 	parts []types.CompletedPart
 	err   error // first failed part upload
@@ -214,7 +216,10 @@ func (w *writer) Commit(ctx context.Context) (blob.Info, error) {
 		if w.buf != nil {
 			body = (*w.buf)[:w.fill]
 		}
-		w.h.Write(body)
+		if !w.tailHashed { // a Commit retried after a failed PutObject
+			w.h.Write(body)
+			w.tailHashed = true
+		}
 		sum := hex.EncodeToString(w.h.Sum(nil))
 		info := blob.Info{Size: w.size, SHA256: sum}
 		_, err := w.s.c.PutObject(ctx, &s3.PutObjectInput{
