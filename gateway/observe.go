@@ -126,7 +126,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		ri := &requestInfo{id: id}
 		w.Header().Set("X-Request-Id", id)
-		rec := &recorder{ResponseWriter: w, ri: ri, s: s}
+		rec := &recorder{ResponseWriter: w, ri: ri, s: s, sendIdle: max(s.cfg.BodyIdleTimeout, 0)}
 		// The body is swapped on a copy: net/http inspects the original
 		// request's Body to see whether an Expect: 100-continue body went
 		// unread, and without that it waits for a body the client will
@@ -163,6 +163,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			ri.mu.Unlock()
 			s.log.Info("request", attrs...)
 		}()
+		defer rec.clearSendDeadline()
 		next.ServeHTTP(rec, r)
 	})
 }
@@ -176,6 +177,11 @@ type recorder struct {
 	s      *Server
 	status int
 	n      int64
+	// sendIdle cuts an answer the client stops reading (a slow-read
+	// attack, or a client gone without a FIN): every write moves the
+	// connection's write deadline this far ahead. Zero disables it.
+	sendIdle time.Duration
+	movedAt  time.Time // when the deadline was last moved; zero if never
 	// failed is set when the audit trail could not be written: the client
 	// got a 503 and whatever the handler writes next is dropped.
 	failed bool
@@ -229,9 +235,62 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
-	n, err := r.ResponseWriter.Write(b)
-	r.n += int64(n)
-	return n, err
+	if r.sendIdle <= 0 {
+		n, err := r.ResponseWriter.Write(b)
+		r.n += int64(n)
+		return n, err
+	}
+	// In parts, so that the deadline moves with progress: a slow but
+	// steady client must not be cut in the middle of one large write.
+	written := 0
+	for len(b) > 0 {
+		part := b[:min(len(b), sendChunk)]
+		r.moveSendDeadline()
+		n, err := r.ResponseWriter.Write(part)
+		written += n
+		r.n += int64(n)
+		if err != nil {
+			return written, err
+		}
+		b = b[len(part):]
+	}
+	return written, nil
+}
+
+// sendChunk is how much of an answer goes out between two chances to move
+// the write deadline (each part of a ReadFrom still goes by sendfile or
+// splice): a download keeps going as long as it takes at least sendChunk
+// per sendIdle (34 KiB/s with the default minute). nginx's send_timeout
+// works the same way, per sendfile_max_chunk, whose default is also 2 MiB.
+const sendChunk = 2 << 20
+
+// moveSendDeadline puts the write deadline sendIdle ahead. It moves it
+// only when an eighth of sendIdle has passed since the last move, so a
+// stream of small writes does not reset a timer for each: an answer is cut
+// after between 7/8 and all of sendIdle without progress.
+func (r *recorder) moveSendDeadline() {
+	if r.sendIdle <= 0 {
+		return
+	}
+	now := time.Now()
+	if !r.movedAt.IsZero() && now.Sub(r.movedAt) < r.sendIdle/8 {
+		return
+	}
+	// ErrNotSupported (HTTP/2, which has WriteByteTimeout, or a test's
+	// writer) leaves the answer without this bound.
+	if err := http.NewResponseController(r.ResponseWriter).SetWriteDeadline(now.Add(r.sendIdle)); err == nil {
+		r.movedAt = now
+	} else {
+		r.sendIdle = 0
+	}
+}
+
+// clearSendDeadline takes the deadline off the connection before its next
+// request, which may come much later on a keep-alive connection.
+func (r *recorder) clearSendDeadline() {
+	if !r.movedAt.IsZero() {
+		http.NewResponseController(r.ResponseWriter).SetWriteDeadline(time.Time{})
+	}
 }
 
 // ReadFrom keeps the connection's sendfile path for blob downloads.
@@ -244,13 +303,34 @@ func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	}
 	var n int64
 	var err error
-	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+	rf, ok := r.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		rf = readerFrom{r.ResponseWriter}
+	}
+	if r.sendIdle <= 0 {
 		n, err = rf.ReadFrom(src)
-	} else {
-		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+		r.n += n
+		return n, err
+	}
+	// In parts, so that the deadline moves with progress.
+	for {
+		r.moveSendDeadline()
+		var m int64
+		m, err = rf.ReadFrom(io.LimitReader(src, sendChunk))
+		n += m
+		if err != nil || m < sendChunk {
+			break
+		}
 	}
 	r.n += n
 	return n, err
+}
+
+// readerFrom copies into a writer that has no ReadFrom of its own.
+type readerFrom struct{ w io.Writer }
+
+func (f readerFrom) ReadFrom(src io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{f.w}, src)
 }
 
 func (r *recorder) Flush() {

@@ -44,8 +44,8 @@ type Config struct {
 	// DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
 	// BodyIdleTimeout ends a request whose body makes no progress for
-	// this long, on every door; default DefaultBodyIdleTimeout, negative
-	// disables it.
+	// this long, on every door, and an answer the client stops reading;
+	// default DefaultBodyIdleTimeout, negative disables it.
 	BodyIdleTimeout time.Duration
 	// MaxRanges is the most ranges a Range header may ask for; a GET
 	// asking for more gets the whole content. Default DefaultMaxRanges.

@@ -90,7 +90,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxHeaderBytes := fs.Int64("max-header-bytes", envInt64("max-header-bytes", gateway.DefaultMaxHeaderBytes),
 		"largest request header block; larger gets 431 [FILEGATE_MAX_HEADER_BYTES]")
 	bodyIdle := fs.Duration("body-idle-timeout", envDuration("body-idle-timeout", gateway.DefaultBodyIdleTimeout),
-		"a request body that sends nothing for this long is cut off (tus keeps what arrived); negative disables [FILEGATE_BODY_IDLE_TIMEOUT]")
+		"a request body that sends nothing, or an answer the client does not read, for this long is cut off (tus keeps what arrived); negative disables [FILEGATE_BODY_IDLE_TIMEOUT]")
 	maxRanges := fs.Int64("max-ranges", envInt64("max-ranges", gateway.DefaultMaxRanges),
 		"most byte ranges one GET may ask for; more get the whole file [FILEGATE_MAX_RANGES]")
 	listingCache := fs.Int64("listing-cache-bytes", envInt64("listing-cache-bytes", gateway.DefaultListingCacheBytes),
