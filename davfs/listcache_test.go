@@ -2,9 +2,11 @@ package davfs_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/uptrace/bun"
@@ -159,6 +161,71 @@ func TestListingChangesFoldKeepsTheSum(t *testing.T) {
 		}
 		if rows >= rows0 || sum != sum0 {
 			t.Fatalf("after listings: sum %d in %d rows, want sum %d in fewer than %d rows", sum, rows, sum0, rows0)
+		}
+	})
+}
+
+// TestListingCacheUnderConcurrentWrites lists a folder on one instance
+// while another writes into it; once the writers stop, the caching
+// instance must list exactly what an uncached one does, whatever order the
+// renders, version reads and commits interleaved in.
+func TestListingCacheUnderConcurrentWrites(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		a := newEnvWith(t, db, davfs.NewListingCache(8<<20))
+		alice := a.admin("alice")
+		b := newEnvWith(t, db, nil)
+		c := newEnvWith(t, db, nil)
+		if code, _, _ := b.do(alice, "MKCOL", "/busy", nil, nil); code != 201 {
+			t.Fatalf("MKCOL: %d", code)
+		}
+		list := func(e *env) string {
+			code, _, body := e.do(alice, "PROPFIND", "/busy", nil, map[string]string{"Depth": "1"})
+			if code != http.StatusMultiStatus {
+				t.Errorf("PROPFIND: %d", code)
+			}
+			return body
+		}
+		stop := make(chan struct{})
+		var listers sync.WaitGroup
+		for range 2 {
+			listers.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						list(a)
+					}
+				}
+			})
+		}
+		var writers sync.WaitGroup
+		for w := range 4 {
+			writers.Go(func() {
+				for i := range 15 {
+					p := fmt.Sprintf("/busy/w%d-%02d.txt", w, i)
+					if code, _, _ := b.do(alice, "PUT", p, strings.NewReader(strings.Repeat("x", i)), nil); code != 201 {
+						t.Errorf("PUT %s: %d", p, code)
+					}
+					if i%5 == 4 {
+						if code, _, _ := b.do(alice, "DELETE", p, nil, nil); code != 204 {
+							t.Errorf("DELETE %s: %d", p, code)
+						}
+					}
+				}
+			})
+		}
+		writers.Wait()
+		close(stop)
+		listers.Wait()
+		want := list(c)
+		for i := range 2 {
+			if got := list(a); got != want {
+				t.Fatalf("listing %d after the writes differs from the uncached one:\n got %s\nwant %s", i+1, got, want)
+			}
+		}
+		if n := strings.Count(want, "<D:href>"); n != 1+4*12 {
+			t.Fatalf("listing has %d entries, want %d", n, 1+4*12)
 		}
 	})
 }
