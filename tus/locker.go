@@ -138,8 +138,8 @@ func (k *tusLock) Lock(ctx context.Context, requestRelease func()) error {
 	return k.l.lock(ctx, k.id, mode, shared, requestRelease, k.rs)
 }
 
-// Unlock releases the lock. The lease row of an upload a request left
-// unfinished lingers for the client's next request.
+// Unlock releases the lock. On SQLite the entry of an upload the request
+// left unfinished keeps the upload's row for the client's next request.
 func (k *tusLock) Unlock() error {
 	rs := k.rs
 	if rs == nil || rs.finished || rs.method == http.MethodDelete || rs.sess == nil {
