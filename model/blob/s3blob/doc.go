@@ -19,8 +19,9 @@
 //
 // A Writer fills part buffers (8 MiB by default), reading a source
 // straight into them (ReadFrom, which io.Copy prefers). SHA-256 is the
-// largest CPU cost of a write, so a goroutine of the writer hashes each
-// full part, in order, while the next one fills and the part uploads; a
+// largest CPU cost of a write, so a goroutine of the writer hashes the
+// bytes in order, 1 MiB at a time as they arrive, on another core than
+// the one reading them, and what is left of a part while it uploads; a
 // buffer goes back to the pool once it is both hashed and uploaded.
 // Append hashes its chunk's bytes the same way. A blob smaller than one part is sent with one PutObject
 // carrying its SHA-256 as x-amz-meta-sha256. A larger one becomes a

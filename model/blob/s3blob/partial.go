@@ -256,7 +256,7 @@ func (s *Store) Append(ctx context.Context, id string, offset int64, r io.Reader
 	if err != nil {
 		return 0, err
 	}
-	a := &appender{s: s, id: id, st: st, h: h, sem: make(chan struct{}, s.concurrency)}
+	a := &appender{s: s, id: id, st: st, h: h, hq: newHasher(h), sem: make(chan struct{}, s.concurrency)}
 	a.dctx, a.cancel = durableCtx(ctx)
 	defer a.cancel()
 	n, rerr, serr := a.stream(ctx, r)
@@ -288,10 +288,9 @@ type appender struct {
 
 	buf       *[]byte
 	fill      int
-	reserved  int // bytes at the head of buf kept for the staged bytes
-	newFrom   int // where this Append's bytes start in buf
-	hq        *hasher
-	merged    bool // the old stages went into a part of this Append
+	reserved  int     // bytes at the head of buf kept for the staged bytes
+	hq        *hasher // SHA-256 of this Append's bytes, after st's
+	merged    bool    // the old stages went into a part of this Append
 	next      int32
 	newParts  []int64
 	newUpload string // a multipart upload this Append started
@@ -319,17 +318,7 @@ func (a *appender) newBuf() {
 	} else {
 		a.reserved = 0
 	}
-	a.newFrom = a.fill
-}
-
-// hash queues this Append's bytes b for the SHA-256, which a goroutine
-// computes while the next bytes arrive and b uploads; b must not change
-// until the returned channel is closed.
-func (a *appender) hash(b []byte) <-chan struct{} {
-	if a.hq == nil {
-		a.hq = newHasher(a.h)
-	}
-	return a.hq.add(b)
+	a.hq.reset(a.fill) // staged bytes at the head were hashed before
 }
 
 // stream reads r to its end, sending full parts as they fill. It returns
@@ -348,6 +337,7 @@ func (a *appender) stream(ctx context.Context, r io.Reader) (n int64, rerr, serr
 		k, err := r.Read((*a.buf)[a.fill:])
 		a.fill += k
 		n += int64(k)
+		a.hq.some((*a.buf)[:a.fill])
 		if a.fill == len(*a.buf) {
 			if perr := a.sendPart(); perr != nil {
 				return n, nil, perr
@@ -409,8 +399,8 @@ func (a *appender) sendPart() error {
 	}
 	a.sem <- struct{}{}
 	buf, n, num := a.buf, a.fill, a.next
-	hashed := a.hash((*buf)[a.newFrom:n])
-	a.buf, a.fill, a.reserved, a.newFrom = nil, 0, 0, 0
+	hashed := a.hq.rest((*buf)[:n])
+	a.buf, a.fill, a.reserved = nil, 0, 0
 	a.next++
 	a.newParts = append(a.newParts, int64(n))
 	a.wg.Add(1)
@@ -445,7 +435,7 @@ func (a *appender) finish(size int64) error {
 		off := size - int64(newTail)
 		object := a.s.stageName(a.id, off)
 		body := (*a.buf)[a.reserved:a.fill]
-		a.hash(body)
+		a.hq.rest((*a.buf)[:a.fill])
 		out, err := a.s.c.PutObject(a.dctx, &s3.PutObjectInput{
 			Bucket: &a.s.bucket, Key: &object, Body: bytes.NewReader(body),
 			ContentLength: aws.Int64(int64(len(body))), ChecksumCRC32: crc32Of(body),

@@ -41,9 +41,7 @@ type writer struct {
 	next     int32         // number of the next part
 	sem      chan struct{} // one token per part in flight
 	wg       sync.WaitGroup
-	hq       *hasher // hashes sent parts in order; nil until the first
-
-	tailHashed bool // Commit hashed the bytes of a blob under one part
+	hq       *hasher // SHA-256 of the bytes, in order, off this goroutine
 
 	mu    sync.Mutex
 	parts []types.CompletedPart
@@ -54,9 +52,10 @@ type writer struct {
 
 func newWriter(ctx context.Context, s *Store, key string) *writer {
 	ctx, cancel := context.WithCancel(ctx)
+	h := hashOf()
 	return &writer{
 		s: s, ctx: ctx, cancel: cancel, key: key, object: s.objectName(key),
-		h: hashOf(), next: 1, sem: make(chan struct{}, s.concurrency),
+		h: h, hq: newHasher(h), next: 1, sem: make(chan struct{}, s.concurrency),
 	}
 }
 
@@ -83,6 +82,7 @@ func (w *writer) Write(p []byte) (int, error) {
 		w.size += int64(k)
 		total += k
 		p = p[k:]
+		w.hq.some((*w.buf)[:w.fill])
 		if w.fill == len(*w.buf) {
 			if err := w.sendPart(); err != nil {
 				return total, err
@@ -114,6 +114,7 @@ func (w *writer) ReadFrom(r io.Reader) (int64, error) {
 		w.fill += k
 		w.size += int64(k)
 		total += int64(k)
+		w.hq.some((*w.buf)[:w.fill])
 		if w.fill == len(*w.buf) {
 			if perr := w.sendPart(); perr != nil {
 				return total, perr
@@ -145,6 +146,7 @@ func (w *writer) usable() error {
 func (w *writer) newBuf() {
 	w.buf = w.s.getBuf(w.s.partSizeOf(w.next))
 	w.fill = 0
+	w.hq.reset(0)
 }
 
 // sendPart hands the full buffer to an upload goroutine, starting the
@@ -167,12 +169,9 @@ func (w *writer) sendPart() error {
 		return w.ctx.Err()
 	}
 	buf, n, num := w.buf, w.fill, w.next
+	hashed := w.hq.rest((*buf)[:n])
 	w.buf, w.fill = nil, 0
 	w.next++
-	if w.hq == nil {
-		w.hq = newHasher(w.h)
-	}
-	hashed := w.hq.add((*buf)[:n])
 	w.wg.Add(1)
 	go func() {
 		// The hasher reads the buffer too: it goes back to the pool, and
@@ -216,10 +215,8 @@ func (w *writer) Commit(ctx context.Context) (blob.Info, error) {
 		if w.buf != nil {
 			body = (*w.buf)[:w.fill]
 		}
-		if !w.tailHashed { // a Commit retried after a failed PutObject
-			w.h.Write(body)
-			w.tailHashed = true
-		}
+		w.hq.rest(body)
+		w.hq.close()
 		sum := hex.EncodeToString(w.h.Sum(nil))
 		info := blob.Info{Size: w.size, SHA256: sum}
 		_, err := w.s.c.PutObject(ctx, &s3.PutObjectInput{
