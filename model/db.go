@@ -94,10 +94,15 @@ func openSQLite(ctx context.Context, o DBOptions) (*bun.DB, error) {
 	// lose its row (and the sweep then its bytes).
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=mmap_size(268435456)&_txlock=immediate"
-	sqldb, err := sql.Open(sqliteshim.ShimName, dsn)
+	shim, err := sql.Open(sqliteshim.ShimName, "")
 	if err != nil {
 		return nil, err
 	}
+	drv := shim.Driver()
+	shim.Close()
+	// Transactions take turns in Go rather than in SQLite's busy handler
+	// (see writerQueue).
+	sqldb := sql.OpenDB(&queuedConnector{drv: drv, dsn: dsn, q: newWriterQueue()})
 	// WAL allows many readers and one writer; immediate transactions make
 	// writers queue on the busy timeout instead of deadlocking on upgrade.
 	sqldb.SetMaxOpenConns(8)

@@ -2,8 +2,10 @@ package model_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/filegate/filegate/model"
 )
@@ -45,4 +47,67 @@ func TestSQLiteCommitsAreDurable(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestSQLiteTransactionsTakeTurns runs many writers at once on SQLite:
+// each transaction waits for its turn in the process instead of in
+// SQLite's busy handler, every one of them commits, and a writer whose
+// context ends while it waits gets the context's error.
+func TestSQLiteTransactionsTakeTurns(t *testing.T) {
+	ctx := context.Background()
+	db, err := model.OpenDB(ctx, model.DBOptions{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE TABLE counter (n INTEGER NOT NULL)"); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for range 20 {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := tx.ExecContext(ctx, "INSERT INTO counter (n) VALUES (1)"); err != nil {
+					t.Error(err)
+					tx.Rollback()
+					return
+				}
+				if err := tx.Commit(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM counter").Scan(&n); err != nil || n != 320 {
+		t.Fatalf("rows %d (%v), want 320", n, err)
+	}
+
+	held, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if tx, err := db.BeginTx(waitCtx, nil); !errors.Is(err, context.DeadlineExceeded) {
+		if err == nil {
+			tx.Rollback()
+		}
+		t.Fatalf("second transaction while one is open: %v, want the context's deadline", err)
+	}
+	if err := held.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatalf("after the first ended: %v", err)
+	}
+	tx.Rollback()
 }
