@@ -192,31 +192,11 @@ func randomFile(t *testing.T, n int64) (string, string) {
 // SHA-256 of the bytes.
 func storedFile(t *testing.T, dbURL, blobRoot, path string) (recorded, actual string, size int64) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := model.OpenDB(ctx, model.DBOptions{URL: dbURL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	blobs, err := localblob.New(blobRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := model.NewStore(model.NewRepo(db), blobs, nil)
-	n, err := store.Repo.LiveByPath(ctx, path)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	r, err := store.Open(ctx, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		t.Fatal(err)
-	}
-	return n.SHA256, hex.EncodeToString(h.Sum(nil)), n.Size
+	return storedIn(t, dbURL, blobs, path)
 }
 
 // blobLeftovers lists what partial uploads and writers left in a blob
