@@ -133,6 +133,7 @@ func (r *Repo) CreateFolder(ctx context.Context, parent *Node, name, creator str
 	if err != nil {
 		return nil, err
 	}
+	r.stats.grew(1)
 	return n, nil
 }
 
@@ -285,6 +286,9 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 	})
 	if err != nil {
 		return nil, false, "", err
+	}
+	if created {
+		r.stats.grew(1)
 	}
 	return n, created, oldBlob, nil
 }

@@ -24,11 +24,13 @@ type Repo struct {
 	db  *bun.DB
 	now func() time.Time
 	hot *hotStatements
+	// stats keeps the planner's view of nodes current (PostgreSQL only).
+	stats *plannerStats
 }
 
 // NewRepo returns a repository over a migrated database.
 func NewRepo(db *bun.DB) *Repo {
-	return &Repo{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, hot: &hotStatements{db: db}}
+	return &Repo{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, hot: &hotStatements{db: db}, stats: newPlannerStats(db)}
 }
 
 // DB returns the underlying database, for packages (policy, tus, davfs)
