@@ -45,7 +45,7 @@ var (
 type upload struct {
 	h      *Handler
 	s      *Session
-	offset int64 // durable offset when loaded or last written
+	offset int64 // the blob's offset when loaded or last written
 	folder *model.Node
 	// fresh: a small upload created by this request that may finish
 	// before anyone learns its id; it has no row yet, and buf holds its
@@ -296,7 +296,9 @@ func (d *dataStore) GetUpload(ctx context.Context, id string) (handler.Upload, e
 	return u, nil
 }
 
-// load finds the durable offset. A session whose partial blob is gone
+// load finds the offset: what the partial blob holds, never what the row
+// or an earlier request said (a power cut may have taken back bytes a
+// PATCH acknowledged; see localblob). A session whose partial blob is gone
 // but whose published blob exists crashed between publishing and
 // recording; it is recorded now, so the file appears and HEAD says done.
 func (u *upload) load(ctx context.Context) error {
@@ -309,7 +311,7 @@ func (u *upload) load(ctx context.Context) error {
 	if err == nil {
 		u.offset = n
 		if n == s.Size && !s.SizeDeferred && !s.IsPartial {
-			// Every byte is durable but the instance died before it
+			// Every byte is stored but the instance died before it
 			// published them: the client's HEAD would say done and the
 			// file would never appear. Publish now.
 			u.h.log.Info("tus: publishing an upload whose last PATCH ended with a crash", "id", s.ID)
@@ -471,7 +473,7 @@ func (u *upload) WriteChunk(ctx context.Context, offset int64, src io.Reader) (i
 			return n, modelErr(err)
 		}
 		if terr := u.h.touch(context.WithoutCancel(ctx), u.s); terr != nil {
-			// The bytes are durable and the offset comes from the blob;
+			// The bytes are kept and the offset comes from the blob;
 			// only the expiry and the pending listing lag.
 			u.h.log.Warn("tus: record upload progress", "id", u.s.ID, "err", terr)
 			rs.sessStale = true
@@ -744,7 +746,7 @@ const recheckEvery = time.Second
 
 // revocable stops a body stream once the caller's write access is gone,
 // so revoking a grant or a membership also stops PATCHes under way, not
-// only the next one. The bytes already received stay durable (the blob
+// only the next one. The bytes already received are kept (the blob
 // store keeps what it read), so a caller whose access comes back resumes.
 type revocable struct {
 	r     io.Reader
