@@ -49,6 +49,10 @@ const (
 type Store struct {
 	root string
 	bufs sync.Pool // *[]byte of bufSize, shared by all pipelines
+	// renameInFileSync is set on filesystems where a file's fsync also
+	// commits its earlier rename, which spares small writes a directory
+	// fsync (see fsyncCommitsRename).
+	renameInFileSync bool
 
 	mu       sync.Mutex
 	live     map[string]struct{}     // tmp/ names of this process's writers in flight
@@ -74,9 +78,10 @@ func New(root string) (*Store, error) {
 		}
 	}
 	s := &Store{
-		root:     abs,
-		live:     make(map[string]struct{}),
-		partials: make(map[string]*partialLock),
+		root:             abs,
+		renameInFileSync: fsyncCommitsRename(abs),
+		live:             make(map[string]struct{}),
+		partials:         make(map[string]*partialLock),
 	}
 	s.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	return s, nil

@@ -211,3 +211,36 @@ func TestReaderOffersSendfile(t *testing.T) {
 		t.Fatal("reader of an immutable blob offers Write")
 	}
 }
+
+// TestDirectoryFsyncOnlyWhereNeeded checks which filesystems let a small
+// blob's commit skip the directory fsync: ext4 and XFS, where the file's
+// fsync commits its rename, yes; tmpfs (standing for any other) no.
+func TestDirectoryFsyncOnlyWhereNeeded(t *testing.T) {
+	cases := []struct {
+		dir  string
+		want func(fsType int64) bool
+	}{
+		{t.TempDir(), func(fsType int64) bool { return fsType == 0xEF53 || fsType == 0x58465342 }},
+		{"/dev/shm", func(int64) bool { return false }},
+	}
+	for _, c := range cases {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(c.dir, &st); err != nil {
+			t.Logf("%s: %v; skipped", c.dir, err)
+			continue
+		}
+		root, err := os.MkdirTemp(c.dir, "fsync-")
+		if err != nil {
+			t.Logf("%s: %v; skipped", c.dir, err)
+			continue
+		}
+		defer os.RemoveAll(root)
+		s, err := New(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := c.want(int64(st.Type)); s.renameInFileSync != want {
+			t.Errorf("%s (filesystem type %#x): renameInFileSync = %v, want %v", c.dir, st.Type, s.renameInFileSync, want)
+		}
+	}
+}

@@ -47,6 +47,21 @@ func startWriteback(fd int, off, n int64) {
 	_ = syscall.SyncFileRange(fd, off, n, syncFileRangeWrite)
 }
 
+// fsyncCommitsRename reports whether root is on a filesystem whose fsync
+// of a file also makes durable a rename of that file done before it:
+// ext4 and XFS journal a rename together with the renamed inode's change
+// time, and an fsync of the inode commits the journal up to its last
+// change, so the rename is in. Elsewhere a directory fsync is still
+// needed.
+func fsyncCommitsRename(root string) bool {
+	const ext4Magic, xfsMagic = 0xEF53, 0x58465342
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		return false
+	}
+	return st.Type == ext4Magic || st.Type == xfsMagic
+}
+
 // lockFile takes an exclusive flock on f, so that appends from two
 // processes to one partial upload cannot interleave.
 func lockFile(fd int) error {

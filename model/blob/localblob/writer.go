@@ -73,9 +73,11 @@ var errNoRenameFlags = errors.New("localblob: renameat2 flags unsupported")
 //
 // A small blob under a fresh key (the usual case: keys are new ids) is
 // renamed into place before the fsync, so that one journal commit makes the bytes, the xattr
-// holding the SHA-256 and the directory entry durable together; the
-// directory fsync that follows finds nothing left to write. That halves
-// the journal commits of small writes. Nothing refers to the key until
+// holding the SHA-256 and the directory entry durable together. On ext4
+// and XFS that fsync is all it takes; elsewhere a directory fsync follows
+// (it finds nothing left to write on a journaling filesystem, but may
+// still flush the device). That halves the journal commits of small
+// writes and, on ext4, their fsync calls. Nothing refers to the key until
 // Commit returns, so a crash before the fsync leaves at worst an orphan
 // for the sweep. A key that already exists is never replaced by bytes
 // that are not yet durable: then the file is fsynced first and renamed
@@ -161,6 +163,10 @@ func (w *writer) Commit(ctx context.Context) (info blob.Info, err error) {
 		}
 	default:
 		return blob.Info{}, fmt.Errorf("localblob: commit %q: %w", w.key, mapErr(rerr))
+	}
+	if rerr == nil && w.s.renameInFileSync {
+		// The fsync above came after the rename and committed it.
+		return blob.Info{Size: fi.Size(), SHA256: sum, ModTime: fi.ModTime()}, nil
 	}
 	if err := syncDir(filepath.Dir(dst)); err != nil {
 		// The blob is in place; only its durability across a power cut
