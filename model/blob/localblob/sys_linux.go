@@ -48,11 +48,13 @@ func startWriteback(fd int, off, n int64) {
 }
 
 // fsyncCommitsRename reports whether root is on a filesystem whose fsync
-// of a file also makes durable a rename of that file done before it:
-// ext4 and XFS journal a rename together with the renamed inode's change
-// time, and an fsync of the inode commits the journal up to its last
-// change, so the rename is in. Elsewhere a directory fsync is still
-// needed.
+// of a file also makes durable a rename of that file to a new name done
+// before it. ext4 with a journal and XFS log the rename together with the
+// renamed inode's change time, and an fsync of the inode forces the log up
+// to its last change, so the rename is in. ext4 without a journal (this
+// project's CI machines) marks an inode given a new directory entry and
+// its fsync then writes that directory's blocks too (ext4_sync_parent).
+// Elsewhere a directory fsync is still needed.
 func fsyncCommitsRename(root string) bool {
 	const ext4Magic, xfsMagic = 0xEF53, 0x58465342
 	var st unix.Statfs_t
