@@ -66,6 +66,7 @@ type FS struct {
 	db    *bun.DB
 	locks *LockSystem
 	props *propStore
+	hot   *hotLookup
 	log   *slog.Logger
 	// folding is set while a goroutine folds a folder's listing_changes
 	// rows (see foldChanges).
@@ -84,7 +85,7 @@ func New(store *model.Store, locks *LockSystem, log *slog.Logger) *FS {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &FS{store: store, repo: store.Repo, db: db, locks: locks, props: &propStore{db: db}, log: log}
+	return &FS{store: store, repo: store.Repo, db: db, locks: locks, props: &propStore{db: db}, hot: &hotLookup{db: db}, log: log}
 }
 
 // Locks returns the lock system the file system releases locks in.
@@ -131,14 +132,14 @@ type nodeRow struct {
 // otherwise).
 func (f *FS) lookup(ctx context.Context, paths, below []string, countLocks bool) (map[string]*model.Node, bool, error) {
 	var rows []nodeRow
-	q := f.db.NewSelect().Model(&rows).ModelTableExpr("nodes AS n")
-	if countLocks {
-		sub := f.locks.relevant(f.db.NewSelect().Model((*lockRow)(nil)).ColumnExpr("COUNT(*)"), paths, below)
-		q = q.ColumnExpr("n.*").ColumnExpr("(?) AS lock_count", sub)
+	var err error
+	hot := false
+	if countLocks && len(below) == 0 {
+		rows, hot, err = f.hot.run(ctx, f.locks.now().UnixMilli(), paths)
 	}
-	err := q.Where("n.path IN (?)", bun.In(paths)).
-		Where("n.archived_at IS NULL").Where("n.status = ?", model.StatusCompleted).
-		Scan(ctx)
+	if !hot {
+		rows, err = f.lookupQuery(ctx, paths, below, countLocks)
+	}
 	if err != nil {
 		return nil, false, storeErr(err)
 	}
@@ -151,6 +152,20 @@ func (f *FS) lookup(ctx context.Context, paths, below []string, countLocks bool)
 		}
 	}
 	return out, noLocks, nil
+}
+
+// lookupQuery is lookup's query built by Bun.
+func (f *FS) lookupQuery(ctx context.Context, paths, below []string, countLocks bool) ([]nodeRow, error) {
+	var rows []nodeRow
+	q := f.db.NewSelect().Model(&rows).ModelTableExpr("nodes AS n")
+	if countLocks {
+		sub := f.locks.relevant(f.db.NewSelect().Model((*lockRow)(nil)).ColumnExpr("COUNT(*)"), paths, below)
+		q = q.ColumnExpr("n.*").ColumnExpr("(?) AS lock_count", sub)
+	}
+	err := q.Where("n.path IN (?)", bun.In(paths)).
+		Where("n.archived_at IS NULL").Where("n.status = ?", model.StatusCompleted).
+		Scan(ctx)
+	return rows, err
 }
 
 // Stat describes the live node at name from its metadata alone.

@@ -123,10 +123,9 @@ func ancestors(p string) []string {
 	return out
 }
 
-// relevant restricts q (over dav_locks) to the unexpired locks rooted at
-// any of paths or an ancestor of one, plus, for each path in below, those
-// rooted strictly below it.
-func (ls *LockSystem) relevant(q *bun.SelectQuery, paths, below []string) *bun.SelectQuery {
+// lockRoots lists, once each, the paths a lock bearing on any of paths
+// may be rooted at: the paths themselves and their ancestors.
+func lockRoots(paths []string) []string {
 	seen := map[string]bool{}
 	var roots []string
 	for _, p := range paths {
@@ -137,6 +136,14 @@ func (ls *LockSystem) relevant(q *bun.SelectQuery, paths, below []string) *bun.S
 			}
 		}
 	}
+	return roots
+}
+
+// relevant restricts q (over dav_locks) to the unexpired locks rooted at
+// any of paths or an ancestor of one, plus, for each path in below, those
+// rooted strictly below it.
+func (ls *LockSystem) relevant(q *bun.SelectQuery, paths, below []string) *bun.SelectQuery {
+	roots := lockRoots(paths)
 	q = q.Where("expires_ms > ?", ls.now().UnixMilli())
 	return q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
 		if len(roots) > 0 {
