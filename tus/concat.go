@@ -81,7 +81,7 @@ func (u *upload) ConcatUploads(ctx context.Context, parts []handler.Upload) erro
 		h.deleteBlob(ctx, blobKey(u.s.ID))
 		return handler.ErrUploadNotFinished
 	}
-	if err := u.record(ctx, model.Content{BlobKey: blobKey(u.s.ID), Size: info.Size, SHA256: info.SHA256}, nil); err != nil {
+	if err := u.record(ctx, model.Content{BlobKey: blobKey(u.s.ID), Size: info.Size, SHA256: info.SHA256}, nil, true); err != nil {
 		return err
 	}
 	ids := make([]string, 0, len(ps))

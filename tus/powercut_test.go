@@ -67,3 +67,38 @@ func TestPowerCutRollsBackTheOffset(t *testing.T) {
 		})
 	}
 }
+
+// An upload whose file was recorded but whose row never heard of it (the
+// instance died between the two commits) is only marked done by its next
+// HEAD: the file is not given the same content again as a new version.
+func TestRecordedUploadIsNotRecordedAgain(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newEnv(t, db, "", tus.Config{})
+		body := data(300<<10, 32)
+		loc := e.create("alice", "/", "twice.bin", int64(len(body)))
+		wantStatus(t, "PATCH", e.patch("alice", loc, 0, body, nil), 204)
+		before, _ := e.file("/twice.bin")
+		if _, err := db.NewUpdate().Table("upload_sessions").Set("status = ?", tus.StatusNew).
+			Where("id = ?", path.Base(loc)).Exec(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		// A fresh instance: no request state or lock entry carries the row.
+		e.door.Close()
+		e2 := newEnv(t, db, e.blobs.Root(), tus.Config{})
+		if off := e2.offset("alice", loc); off != int64(len(body)) {
+			t.Fatalf("HEAD offset %d, want %d", off, len(body))
+		}
+		after, got := e2.file("/twice.bin")
+		if !bytes.Equal(got, body) {
+			t.Fatal("content differs")
+		}
+		if after.ID != before.ID || after.Version != before.Version || after.ETag != before.ETag {
+			t.Fatalf("file became {%s v%d %s}, was {%s v%d %s}", after.ID, after.Version, after.ETag, before.ID, before.Version, before.ETag)
+		}
+		var status string
+		if err := db.NewSelect().Table("upload_sessions").Column("status").Where("id = ?", path.Base(loc)).
+			Scan(context.Background(), &status); err != nil || status != tus.StatusCompleted {
+			t.Fatalf("upload status %q, %v; want %q", status, err, tus.StatusCompleted)
+		}
+	})
+}

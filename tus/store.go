@@ -199,6 +199,7 @@ func (d *dataStore) NewUpload(ctx context.Context, info handler.FileInfo) (handl
 		return nil, modelErr(err)
 	}
 	rs.created = s.ID
+	h.locks.remember(s) // the client's first PATCH then needs no owner query
 	return u, nil
 }
 
@@ -337,7 +338,7 @@ func (u *upload) load(ctx context.Context) error {
 		return nil
 	}
 	u.h.log.Info("tus: recording an upload published before a crash", "id", s.ID)
-	if err := u.record(ctx, model.Content{BlobKey: blobKey(s.ID), Size: info.Size, SHA256: info.SHA256}, nil); err != nil {
+	if err := u.record(ctx, model.Content{BlobKey: blobKey(s.ID), Size: info.Size, SHA256: info.SHA256}, nil, true); err != nil {
 		return err
 	}
 	u.offset = s.Size
@@ -525,6 +526,7 @@ func (u *upload) writeFresh(ctx context.Context, rs *reqState, src io.Reader) (i
 		return 0, modelErr(err)
 	}
 	rs.created = u.s.ID
+	u.h.locks.remember(u.s)
 	if aerr != nil || n == 0 {
 		return 0, aerr
 	}
@@ -579,7 +581,9 @@ func (u *upload) finish(ctx context.Context) error {
 		return nil
 	}
 	info, err := u.h.store.Blobs.Publish(ctx, s.ID, blobKey(s.ID))
-	if errors.Is(err, blob.ErrNotFound) {
+	// Bytes published just now cannot be recorded yet.
+	maybeRecorded := errors.Is(err, blob.ErrNotFound)
+	if maybeRecorded {
 		// Nothing was ever appended (an empty upload), or a crash came
 		// after publishing.
 		info, err = u.h.store.Blobs.Stat(ctx, blobKey(s.ID))
@@ -593,7 +597,7 @@ func (u *upload) finish(ctx context.Context) error {
 	if info.Size != s.Size {
 		return fmt.Errorf("tus: upload %s has %d bytes, not the declared %d", s.ID, info.Size, s.Size)
 	}
-	return u.record(ctx, model.Content{BlobKey: blobKey(s.ID), Size: info.Size, SHA256: info.SHA256}, nil)
+	return u.record(ctx, model.Content{BlobKey: blobKey(s.ID), Size: info.Size, SHA256: info.SHA256}, nil, maybeRecorded)
 }
 
 func (u *upload) finishFresh(ctx context.Context) error {
@@ -607,7 +611,7 @@ func (u *upload) finishFresh(ctx context.Context) error {
 		return modelErr(model.BlobErr(err))
 	}
 	head := b[:min(len(b), 512)]
-	if err := u.record(ctx, model.Content{BlobKey: blobKey(u.s.ID), Size: info.Size, SHA256: info.SHA256}, head); err != nil {
+	if err := u.record(ctx, model.Content{BlobKey: blobKey(u.s.ID), Size: info.Size, SHA256: info.SHA256}, head, false); err != nil {
 		if !outcomeUnknown(err) { // else a committed row may refer to it; the sweep decides
 			u.h.deleteBlob(ctx, blobKey(u.s.ID))
 		}
@@ -631,8 +635,10 @@ func (u *upload) writeBlob(ctx context.Context, b []byte) (blob.Info, error) {
 
 // record makes the finished bytes the content of the target file and
 // marks the session completed. head, when known, is the first bytes, for
-// the MIME type when the client gave none.
-func (u *upload) record(ctx context.Context, c model.Content, head []byte) error {
+// the MIME type when the client gave none. maybeRecorded says that an
+// earlier attempt may have recorded the file already (the bytes were
+// published before this request), which costs a lookup to find out.
+func (u *upload) record(ctx context.Context, c model.Content, head []byte, maybeRecorded bool) error {
 	s, h := u.s, u.h
 	folder := u.folder
 	if folder == nil && s.FolderID == model.RootID {
@@ -654,8 +660,9 @@ func (u *upload) record(ctx context.Context, c model.Content, head []byte) error
 		meta.MimeType = model.DetectType(s.Name, head)
 	}
 	// A retry after a crash may find the file already pointing at this
-	// blob; replacing it with itself would delete its bytes below.
-	if !u.fresh {
+	// blob; it is only marked done then, rather than given the same
+	// content again as a new version.
+	if maybeRecorded {
 		if cur, err := h.store.Repo.LiveByPath(ctx, model.JoinPath(folder.Path, s.Name)); err == nil && cur.BlobKey == c.BlobKey {
 			return u.markDone(ctx, cur.ID, c.SHA256)
 		}
