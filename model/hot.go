@@ -26,6 +26,7 @@ type hotStatements struct {
 
 	userByName    *sql.Stmt
 	folderAndLive *sql.Stmt
+	liveByPath    *sql.Stmt
 }
 
 // nodeColumns lists every column of Node in table order.
@@ -61,6 +62,7 @@ func (h *hotStatements) statements(ctx context.Context) *hotStatements {
 	h.userByName = prep("SELECT id, name, password_hash, disabled, quota_bytes, created_at, updated_at FROM users WHERE name = $1")
 	h.folderAndLive = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.id = $1 OR " +
 		"(n.path = $2 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "')")
+	h.liveByPath = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.path = $1 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "'")
 	if err != nil {
 		h.closeLocked()
 		return nil // retried on the next call: the database may be back
@@ -70,7 +72,7 @@ func (h *hotStatements) statements(ctx context.Context) *hotStatements {
 }
 
 func (h *hotStatements) closeLocked() {
-	for _, s := range []**sql.Stmt{&h.userByName, &h.folderAndLive} {
+	for _, s := range []**sql.Stmt{&h.userByName, &h.folderAndLive, &h.liveByPath} {
 		if *s != nil {
 			(*s).Close()
 			*s = nil

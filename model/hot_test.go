@@ -3,6 +3,7 @@ package model_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -63,11 +64,30 @@ func TestHotLookupsAgreeWithBun(t *testing.T) {
 		if _, _, _, err := r.PutFile(ctx, root, "ward", c, model.FileMeta{}, made.ID, model.Cond{}); !errors.Is(err, model.ErrConflict) {
 			t.Fatalf("write over a folder: %v, want ErrConflict", err)
 		}
+		for _, p := range []string{"/", "/ward", "/ward/chart.txt"} {
+			got, err := r.LiveByPath(ctx, p)
+			if err != nil {
+				t.Fatalf("LiveByPath(%q): %v", p, err)
+			}
+			var want model.Node
+			if err := db.NewSelect().Model(&want).Where("path = ? AND archived_at IS NULL", p).Scan(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(utc(*got), utc(want)) {
+				t.Fatalf("LiveByPath(%q) = %+v, Bun reads %+v", p, *got, want)
+			}
+		}
+		if _, err := r.LiveByPath(ctx, "/ward/missing"); !errors.Is(err, model.ErrNotFound) {
+			t.Fatalf("LiveByPath of a missing path: %v, want ErrNotFound", err)
+		}
 		if _, err := r.Archive(ctx, ward.ID); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, _, err := r.PutFile(ctx, ward, "late.txt", c, model.FileMeta{}, made.ID, model.Cond{}); !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("write into an archived folder: %v, want ErrNotFound", err)
+		}
+		if _, err := r.LiveByPath(ctx, "/ward/chart.txt"); !errors.Is(err, model.ErrNotFound) {
+			t.Fatalf("LiveByPath below an archived folder: %v, want ErrNotFound", err)
 		}
 	})
 }

@@ -39,6 +39,13 @@ func nodeByID(ctx context.Context, db bun.IDB, id string) (*Node, error) {
 // LiveByPath returns the live, completed node at a clean path, through the
 // unique path index. It returns ErrNotFound.
 func (r *Repo) LiveByPath(ctx context.Context, path string) (*Node, error) {
+	if h := r.hot.statements(ctx); h != nil {
+		n := new(Node)
+		if err := h.queryOne(ctx, nil, h.liveByPath, n, path); err != nil {
+			return nil, dbErr(err)
+		}
+		return n, nil
+	}
 	return liveByPath(ctx, r.db, path)
 }
 
