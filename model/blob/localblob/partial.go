@@ -159,10 +159,12 @@ func (s *Store) openPartial(id string, create bool) (*os.File, error) {
 }
 
 // Append streams r onto the end of partial upload id; see blob.Partials.
-// Calls for one id are serialised. It returns blob.ErrInvalidKey for a bad
-// id, blob.ErrNotFound when offset is not 0 and id does not exist,
-// blob.ErrOffset, blob.ErrNoSpace, accept's error, or the error of r or
-// ctx together with the count of bytes kept.
+// Unlike that contract says, a chunk is not fsynced: it survives the death
+// of the process but a power cut may take it back (see the top of this
+// file). Calls for one id are serialised. It returns blob.ErrInvalidKey
+// for a bad id, blob.ErrNotFound when offset is not 0 and id does not
+// exist, blob.ErrOffset, blob.ErrNoSpace, accept's error, or the error of
+// r or ctx together with the count of bytes kept.
 func (s *Store) Append(ctx context.Context, id string, offset int64, r io.Reader, accept func(n int64) error) (int64, error) {
 	if err := checkKey(id); err != nil {
 		return 0, err
