@@ -3,8 +3,10 @@ package model_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,4 +118,56 @@ func TestNewFileFollowsAMovedFolder(t *testing.T) {
 func utc(n model.Node) model.Node {
 	n.CreatedAt, n.UpdatedAt, n.ModTime = n.CreatedAt.UTC(), n.UpdatedAt.UTC(), n.ModTime.UTC()
 	return n
+}
+
+// TestConcurrentWritesOfNewFiles has many writers create files in one
+// folder at once, two writers per name, as a sync client does: every
+// write succeeds, each name ends up as one live file, and each writer gets
+// back a node that is stored (created by it, or replaced on top of the
+// other's).
+func TestConcurrentWritesOfNewFiles(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		r := model.NewRepo(db)
+		root, err := r.LiveByPath(ctx, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const names, writers = 40, 80
+		created := make([]bool, writers)
+		nodes := make([]*model.Node, writers)
+		errs := make([]error, writers)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := model.Content{BlobKey: fmt.Sprintf("b%d", w), Size: 1, SHA256: strings.Repeat("e", 64)}
+				nodes[w], created[w], _, errs[w] = r.PutFile(ctx, root, fmt.Sprintf("f%02d", w%names), c, model.FileMeta{}, "u1", model.Cond{})
+			}()
+		}
+		wg.Wait()
+		creations := 0
+		for w := range writers {
+			if errs[w] != nil {
+				t.Fatalf("writer %d: %v", w, errs[w])
+			}
+			if created[w] {
+				creations++
+			}
+			if nodes[w].Path != fmt.Sprintf("/f%02d", w%names) {
+				t.Fatalf("writer %d got a node at %q", w, nodes[w].Path)
+			}
+			if _, err := r.NodeByID(ctx, nodes[w].ID); err != nil {
+				t.Fatalf("writer %d's node is not stored: %v", w, err)
+			}
+		}
+		var live int
+		if err := db.NewRaw("SELECT COUNT(*) FROM nodes WHERE parent_id = ? AND archived_at IS NULL", root.ID).Scan(ctx, &live); err != nil {
+			t.Fatal(err)
+		}
+		if creations != names || live != names {
+			t.Fatalf("%d creations and %d live files for %d names", creations, live, names)
+		}
+	})
 }

@@ -1,9 +1,37 @@
 package model
 
+import (
+	"context"
+
+	"github.com/uptrace/bun"
+)
+
 // HotPrepared reports whether the repository runs its hot lookups as
 // prepared statements, for tests that must know which path they checked.
 func (r *Repo) HotPrepared() bool {
 	r.hot.mu.Lock()
 	defer r.hot.mu.Unlock()
 	return r.hot.prepared
+}
+
+// GroupCommits returns how many shared transactions the repository's
+// group commit has run (0 on PostgreSQL, which has none).
+func (r *Repo) GroupCommits() int64 {
+	if r.group == nil {
+		return 0
+	}
+	return r.group.commits.Load()
+}
+
+// RunGrouped runs fn as one change of the repository's group commit.
+func (r *Repo) RunGrouped(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+	return r.group.run(ctx, fn)
+}
+
+// GroupPending returns how many changes wait in the group commit's queue
+// or in the batch it is committing.
+func (r *Repo) GroupPending() int {
+	r.group.mu.Lock()
+	defer r.group.mu.Unlock()
+	return len(r.group.queue) + r.group.batch
 }

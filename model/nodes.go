@@ -352,12 +352,12 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 			n.Title, n.Description, n.Source, n.PHI, n.Status, n.CreatedAt, n.UpdatedAt, n.ModTime,
 			parent.ID, StatusCompleted).Scan(ctx, &placed)
 	}
-	if IsPostgres(r.db) {
+	if r.group == nil {
 		err = insert(ctx, r.db)
 	} else {
-		// On SQLite a bare statement would wait for the write lock in
-		// SQLite's busy handler; a transaction waits in the writer queue.
-		err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error { return insert(ctx, tx) })
+		// SQLite: one commit (one WAL fsync) for every file created
+		// meanwhile; see groupCommit.
+		err = r.group.run(ctx, func(ctx context.Context, tx bun.Tx) error { return insert(ctx, tx) })
 	}
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, dbErr(err)

@@ -26,11 +26,17 @@ type Repo struct {
 	hot *hotStatements
 	// stats keeps the planner's view of nodes current (PostgreSQL only).
 	stats *plannerStats
+	// group batches new files into shared transactions (SQLite only).
+	group *groupCommit
 }
 
 // NewRepo returns a repository over a migrated database.
 func NewRepo(db *bun.DB) *Repo {
-	return &Repo{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, hot: &hotStatements{db: db}, stats: newPlannerStats(db)}
+	r := &Repo{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }, hot: &hotStatements{db: db}, stats: newPlannerStats(db)}
+	if !IsPostgres(db) {
+		r.group = &groupCommit{db: db}
+	}
+	return r
 }
 
 // DB returns the underlying database, for packages (policy, tus, davfs)
