@@ -315,7 +315,11 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 // createFile inserts the file named name into parent in one statement
 // (its own transaction) when parent is a live folder with no live child of
 // that name, and returns nil, nil when it is not: the caller then takes
-// the transaction that tells those cases apart. The path and lineage come
+// the transaction that tells those cases apart. Any unique index may be
+// the one a concurrent writer of the same name hits first (the sibling
+// name or the path), so the statement yields on a conflict in any of
+// them; the transaction then finds that writer's file and replaces its
+// content. The path and lineage come
 // from the folder's row as the statement sees it, so a folder moved since
 // the caller read it still gets a child with the right path. A statement
 // instead of a transaction of three saves three round trips on
@@ -345,7 +349,7 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 		FALSE, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?
 	FROM nodes AS p
 	WHERE p.id = ? AND p.is_dir AND p.archived_at IS NULL AND p.status = ?
-	ON CONFLICT (parent_id, name) WHERE archived_at IS NULL AND status = 'completed' DO NOTHING
+	ON CONFLICT DO NOTHING
 	RETURNING path, lineage`,
 			n.ID, name, name, name, n.ID,
 			n.Size, n.MimeType, n.SHA256, n.ETag, n.BlobKey, n.CreatorID, n.OwnerID, string(tagsJSON),
