@@ -69,22 +69,28 @@ type Store interface {
 }
 
 // Partials is the resumable half of a Store: a partial blob grows by
-// appended chunks, each durable once Append returns, and is published under
-// a key in one step when complete.
+// appended chunks and is published under a key in one step when complete.
+// A chunk is kept once Append returns: it survives the process, and any
+// instance may continue. How it fares in a power cut is each store's
+// choice, as long as the size reported afterwards is what the store really
+// holds: S3 holds every acknowledged chunk; the local folder leaves chunks
+// to the page cache, so a power cut may take the offset back to what had
+// reached the disk, and clients resume from there. Publish always makes
+// the whole blob durable before it becomes visible.
 type Partials interface {
 	// Append writes the chunk read from r at offset to the partial blob id,
 	// creating it when offset is 0 and it does not exist. The chunk is
 	// streamed, never held whole in memory. When accept is not nil it is
-	// called after the chunk has been read in full and before it becomes
-	// durable, with the chunk's length; if accept returns an error the
+	// called after the chunk has been read in full and before it is kept,
+	// with the chunk's length; if accept returns an error the
 	// chunk is discarded, the partial blob keeps its old size, and that
 	// error is returned. If r fails midway the bytes read so far are kept
-	// and made durable (a flaky link resumes from there) and the read error
+	// (a flaky link resumes from there) and the read error
 	// is returned with the count. It returns ErrOffset when offset differs
 	// from the partial blob's current size, and ErrNoSpace.
 	Append(ctx context.Context, id string, offset int64, r io.Reader, accept func(n int64) error) (int64, error)
-	// PartialSize returns the durable size of the partial blob id. It
-	// returns ErrNotFound.
+	// PartialSize returns the size of the partial blob id: what a resumed
+	// upload continues from. It returns ErrNotFound.
 	PartialSize(ctx context.Context, id string) (int64, error)
 	// Publish turns the partial blob id into the committed blob key in one
 	// step and returns its Info, including the SHA-256 over all chunks. It
