@@ -131,7 +131,7 @@ func (r *Repo) CreateFolder(ctx context.Context, parent *Node, name, creator str
 		Tags: []string{}, Status: StatusCompleted, Version: 1, ETag: folderETag(id, 1),
 		CreatedAt: now, UpdatedAt: now, ModTime: now,
 	}
-	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		if err := requireLiveFolder(ctx, tx, parent.ID); err != nil {
 			return err
 		}
@@ -265,7 +265,7 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 			return n, n != nil, "", err
 		}
 	}
-	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		existing, err := r.folderAndLive(ctx, tx, parent.ID, JoinPath(parent.Path, name))
 		if err != nil {
 			return err
@@ -342,7 +342,7 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 		Lineage string `bun:"lineage"`
 	}
 	insert := func(ctx context.Context, db bun.IDB) error {
-		return db.NewRaw(`INSERT INTO nodes (id, parent_id, name, path, lineage, is_dir, size, mime_type, sha256,
+		err := db.NewRaw(`INSERT INTO nodes (id, parent_id, name, path, lineage, is_dir, size, mime_type, sha256,
 		etag, blob_key, creator_id, owner_id, tags, title, description, source, phi, status, version,
 		created_at, updated_at, mod_time)
 	SELECT ?, p.id, ?, CASE WHEN p.path = '/' THEN '/' || ? ELSE p.path || '/' || ? END, p.lineage || '/' || ?,
@@ -355,15 +355,19 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 			n.Size, n.MimeType, n.SHA256, n.ETag, n.BlobKey, n.CreatorID, n.OwnerID, string(tagsJSON),
 			n.Title, n.Description, n.Source, n.PHI, n.Status, n.CreatedAt, n.UpdatedAt, n.ModTime,
 			parent.ID, StatusCompleted).Scan(ctx, &placed)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // a conflict or no such folder: placed stays empty
+		}
+		return err
 	}
 	if r.group == nil {
 		err = insert(ctx, r.db)
 	} else {
 		// SQLite: one commit (one WAL fsync) for every file created
 		// meanwhile; see groupCommit.
-		err = r.group.run(ctx, func(ctx context.Context, tx bun.Tx) error { return insert(ctx, tx) })
+		err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error { return insert(ctx, tx) })
 	}
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err != nil {
 		return nil, dbErr(err)
 	}
 	if len(placed) != 1 {
@@ -378,7 +382,7 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 // for a folder, and ErrPrecondition.
 func (r *Repo) ReplaceContent(ctx context.Context, id string, c Content, mimeType string, cond Cond) (n *Node, oldBlob string, err error) {
 	now := r.now()
-	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		cur, err := nodeByID(ctx, tx, id)
 		if err != nil {
 			return err

@@ -62,6 +62,16 @@ func (r *Repo) InTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx)
 	return dbErr(r.db.RunInTx(ctx, nil, fn))
 }
 
+// writeTx is InTx for the short writes requests make (a file, a folder):
+// on SQLite it joins the group commit, so that concurrent writes share one
+// transaction and one WAL fsync, each in its own savepoint.
+func (r *Repo) writeTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+	if r.group == nil {
+		return r.InTx(ctx, fn)
+	}
+	return dbErr(r.group.run(ctx, fn))
+}
+
 // dbErr maps driver errors to sentinels: no rows to ErrNotFound, unique
 // violations to ErrExists, and lost connections to ErrUnavailable, so that
 // callers (and the gateway's status table) never see driver types.
