@@ -26,7 +26,8 @@ type Repo struct {
 	hot *hotStatements
 	// stats keeps the planner's view of nodes current (PostgreSQL only).
 	stats *plannerStats
-	// group batches new files into shared transactions (SQLite only).
+	// group batches short writes (files, folders) into shared
+	// transactions (SQLite only); see writeTx.
 	group *groupCommit
 }
 
