@@ -313,17 +313,16 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 }
 
 // createFile inserts the file named name into parent in one statement
-// (its own transaction) when parent is a live folder with no live child of
-// that name, and returns nil, nil when it is not: the caller then takes
-// the transaction that tells those cases apart. Any unique index may be
-// the one a concurrent writer of the same name hits first (the sibling
-// name or the path), so the statement yields on a conflict in any of
-// them; the transaction then finds that writer's file and replaces its
-// content. The path and lineage come
-// from the folder's row as the statement sees it, so a folder moved since
-// the caller read it still gets a child with the right path. A statement
-// instead of a transaction of three saves three round trips on
-// PostgreSQL.
+// when parent is a live folder with no live child of that name, and
+// returns nil, nil when it is not: the caller then takes the transaction
+// that tells those cases apart. Any unique index may be the one a
+// concurrent writer of the same name hits first (the sibling name or the
+// path), so the statement yields on a conflict in any of them; the
+// transaction then finds that writer's file and replaces its content. The
+// path and lineage come from the folder's row as the statement sees it, so
+// a folder moved since the caller read it still gets a child with the
+// right path. On PostgreSQL the statement is its own transaction, which
+// saves three round trips; on SQLite it joins the group commit.
 func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Content, meta FileMeta, actor string, now, mod time.Time) (*Node, error) {
 	id := NewID()
 	tags := cleanTags(meta.Tags)
@@ -363,8 +362,6 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 	if r.group == nil {
 		err = insert(ctx, r.db)
 	} else {
-		// SQLite: one commit (one WAL fsync) for every file created
-		// meanwhile; see groupCommit.
 		err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error { return insert(ctx, tx) })
 	}
 	if err != nil {
