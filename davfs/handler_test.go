@@ -99,11 +99,19 @@ func sendRaw(t *testing.T, e *env, req string) int {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
+	// The answer is read while the request is still being written: a
+	// server may refuse a large body early and close the connection, and
+	// the client must not lose that answer to the reset of its writes.
+	sent := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, req)
+		sent <- err
+	}()
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
+		if werr := <-sent; werr != nil {
+			t.Fatalf("request not sent (%v) and no answer (%v)", werr, err)
+		}
 		return 0
 	}
 	resp.Body.Close()
