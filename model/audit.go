@@ -188,23 +188,29 @@ func (a *AuditLog) flushLocked(ctx context.Context) {
 }
 
 func (a *AuditLog) write(ctx context.Context, batch []*pendingAudit) error {
-	if a.head != nil && IsPostgres(a.db) {
-		prev := *a.head
-		rows, next := chain(batch, prev)
-		ok, err := a.appendAfter(ctx, prev, next, rows)
-		if err != nil {
-			a.head = nil
-			return dbErr(err)
-		}
-		if ok {
-			a.head = &next
-			for i, p := range batch {
-				*p.e = *rows[i]
-			}
-			return nil
-		}
-		// Another instance appended since: take the lock and read.
+	rows, next, err := a.extend(ctx, batch)
+	if err != nil {
 		a.head = nil
+		return dbErr(err)
+	}
+	a.head = &next
+	for i, p := range batch {
+		*p.e = *rows[i]
+	}
+	return nil
+}
+
+// extend links batch onto the chain and stores it, returning the rows as
+// written and the new head. While this instance wrote the last row it
+// tries the one-statement append first; when another instance has moved
+// the head since, it takes the head's lock and reads it.
+func (a *AuditLog) extend(ctx context.Context, batch []*pendingAudit) ([]*AuditEntry, auditHead, error) {
+	if a.head != nil && IsPostgres(a.db) {
+		rows, next := chain(batch, *a.head)
+		ok, err := a.appendAfter(ctx, *a.head, next, rows)
+		if err != nil || ok {
+			return rows, next, err
+		}
 	}
 	var rows []*AuditEntry
 	var next auditHead
@@ -224,15 +230,7 @@ func (a *AuditLog) write(ctx context.Context, batch []*pendingAudit) error {
 		_, err := tx.NewUpdate().Model(&next).Column("seq", "hash").WherePK().Exec(ctx)
 		return err
 	})
-	if err != nil {
-		a.head = nil
-		return dbErr(err)
-	}
-	a.head = &next
-	for i, p := range batch {
-		*p.e = *rows[i]
-	}
-	return nil
+	return rows, next, err
 }
 
 // chain links batch's entries onto head and returns them with the new head.

@@ -24,14 +24,8 @@ func TestNewFileIsRecordedWhole(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
 		r := model.NewRepo(db)
-		root, err := r.LiveByPath(ctx, "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ward, err := r.CreateFolder(ctx, root, "ward", "u1")
-		if err != nil {
-			t.Fatal(err)
-		}
+		nodes := tree(t, r, "/ward/")
+		root, ward := nodes["/"], nodes["/ward"]
 		mod := time.Date(2026, 3, 4, 5, 6, 7, 891011000, time.UTC)
 		meta := model.FileMeta{MimeType: "application/dicom", Tags: []string{"ct", " ct", "chest "}, Title: "Chest CT",
 			Description: "follow-up", Source: "scanner-3", PHI: true, ModTime: mod}
@@ -85,14 +79,8 @@ func TestNewFileFollowsAMovedFolder(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
 		r := model.NewRepo(db)
-		root, err := r.LiveByPath(ctx, "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		stale, err := r.CreateFolder(ctx, root, "inbox", "u1")
-		if err != nil {
-			t.Fatal(err)
-		}
+		nodes := tree(t, r, "/inbox/")
+		root, stale := nodes["/"], nodes["/inbox"]
 		if _, _, err := r.Move(ctx, stale, root, "filed", false); err != nil {
 			t.Fatal(err)
 		}
@@ -129,10 +117,7 @@ func TestConcurrentWritesOfNewFiles(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
 		r := model.NewRepo(db)
-		root, err := r.LiveByPath(ctx, "/")
-		if err != nil {
-			t.Fatal(err)
-		}
+		root := tree(t, r)["/"]
 		const names, writers = 40, 80
 		created := make([]bool, writers)
 		nodes := make([]*model.Node, writers)

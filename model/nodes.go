@@ -259,9 +259,6 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 		// before paying for a transaction.
 		n, err = r.createFile(ctx, parent, name, c, meta, actor, now, mod)
 		if err != nil || n != nil {
-			if n != nil {
-				r.stats.grew(1)
-			}
 			return n, n != nil, "", err
 		}
 	}
@@ -291,14 +288,7 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 			n = existing
 			return err
 		}
-		id := NewID()
-		n = &Node{
-			ID: id, ParentID: parent.ID, Name: name, Path: JoinPath(parent.Path, name),
-			Lineage: parent.Lineage + "/" + id, Size: c.Size, MimeType: meta.MimeType, SHA256: c.SHA256,
-			ETag: fileETag(c.SHA256), BlobKey: c.BlobKey, CreatorID: actor, OwnerID: actor,
-			Tags: cleanTags(meta.Tags), Title: meta.Title, Description: meta.Description, Source: meta.Source,
-			PHI: meta.PHI, Status: StatusCompleted, Version: 1, CreatedAt: now, UpdatedAt: now, ModTime: mod,
-		}
+		n = newFile(parent, name, c, meta, actor, now, mod)
 		created = true
 		_, err = tx.NewInsert().Model(n).Exec(ctx)
 		return err
@@ -324,17 +314,10 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 // right path. On PostgreSQL the statement is its own transaction, which
 // saves three round trips; on SQLite it joins the group commit.
 func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Content, meta FileMeta, actor string, now, mod time.Time) (*Node, error) {
-	id := NewID()
-	tags := cleanTags(meta.Tags)
-	tagsJSON, err := json.Marshal(tags)
+	n := newFile(parent, name, c, meta, actor, now, mod)
+	tagsJSON, err := json.Marshal(n.Tags)
 	if err != nil {
 		return nil, err
-	}
-	n := &Node{
-		ID: id, ParentID: parent.ID, Name: name, Size: c.Size, MimeType: meta.MimeType, SHA256: c.SHA256,
-		ETag: fileETag(c.SHA256), BlobKey: c.BlobKey, CreatorID: actor, OwnerID: actor,
-		Tags: tags, Title: meta.Title, Description: meta.Description, Source: meta.Source,
-		PHI: meta.PHI, Status: StatusCompleted, Version: 1, CreatedAt: now, UpdatedAt: now, ModTime: mod,
 	}
 	var placed []struct {
 		Path    string `bun:"path"`
@@ -371,7 +354,21 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 		return nil, nil
 	}
 	n.Path, n.Lineage = placed[0].Path, placed[0].Lineage
+	r.stats.grew(1)
 	return n, nil
+}
+
+// newFile is the row of a new file named name in parent, its path and
+// lineage following from parent's.
+func newFile(parent *Node, name string, c Content, meta FileMeta, actor string, now, mod time.Time) *Node {
+	id := NewID()
+	return &Node{
+		ID: id, ParentID: parent.ID, Name: name, Path: JoinPath(parent.Path, name),
+		Lineage: parent.Lineage + "/" + id, Size: c.Size, MimeType: meta.MimeType, SHA256: c.SHA256,
+		ETag: fileETag(c.SHA256), BlobKey: c.BlobKey, CreatorID: actor, OwnerID: actor,
+		Tags: cleanTags(meta.Tags), Title: meta.Title, Description: meta.Description, Source: meta.Source,
+		PHI: meta.PHI, Status: StatusCompleted, Version: 1, CreatedAt: now, UpdatedAt: now, ModTime: mod,
+	}
 }
 
 // ReplaceContent gives an existing file new content, checking cond against

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 )
 
 // minAnalyzeRows is how many new nodes it takes before the first ANALYZE.
@@ -40,7 +39,7 @@ type plannerStats struct {
 }
 
 func newPlannerStats(db *bun.DB) *plannerStats {
-	if db.Dialect().Name() != dialect.PG {
+	if !IsPostgres(db) {
 		return nil
 	}
 	return &plannerStats{db: db, threshold: minAnalyzeRows}
