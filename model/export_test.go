@@ -28,10 +28,10 @@ func (r *Repo) RunGrouped(ctx context.Context, fn func(ctx context.Context, tx b
 	return r.group.run(ctx, fn)
 }
 
-// GroupPending returns how many changes wait in the group commit's queue
-// or in the batch it is committing.
-func (r *Repo) GroupPending() int {
+// GroupPending returns how many changes are in the batch the group commit
+// is committing, and how many wait in its queue for the next one.
+func (r *Repo) GroupPending() (batch, queued int) {
 	r.group.mu.Lock()
 	defer r.group.mu.Unlock()
-	return len(r.group.queue) + r.group.batch
+	return r.group.batch, len(r.group.queue)
 }

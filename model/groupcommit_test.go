@@ -34,6 +34,18 @@ func TestGroupCommitIsolatesChanges(t *testing.T) {
 	if _, err := hold.ExecContext(ctx, "INSERT INTO scratch (k) VALUES ('held')"); err != nil {
 		t.Fatal(err)
 	}
+	// One change goes first and alone: it starts a batch that blocks on
+	// the held writer, so that every later change must queue behind it.
+	first := make(chan error, 1)
+	go func() {
+		first <- r.RunGrouped(ctx, func(ctx context.Context, tx bun.Tx) error {
+			_, err := tx.ExecContext(ctx, "INSERT INTO scratch (k) VALUES ('first')")
+			return err
+		})
+	}()
+	for b, _ := r.GroupPending(); b != 1; b, _ = r.GroupPending() {
+		runtime.Gosched()
+	}
 	const changes = 40
 	errFailed := errors.New("change failed after writing")
 	ended, cancel := context.WithCancel(ctx)
@@ -65,17 +77,20 @@ func TestGroupCommitIsolatesChanges(t *testing.T) {
 			})
 		}()
 	}
-	// Let the changes queue up behind the held writer (the first few
-	// are in the batch waiting for it), then free it.
-	for r.GroupPending() < changes {
+	// Let the changes queue up behind the blocked first batch, then free
+	// the writer.
+	for _, q := r.GroupPending(); q < changes; _, q = r.GroupPending() {
 		runtime.Gosched()
 	}
 	if err := hold.Commit(); err != nil {
 		t.Fatal(err)
 	}
 	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatalf("the first change: %v", err)
+	}
 	var kept []string
-	if err := db.NewRaw("SELECT k FROM scratch WHERE k <> 'held' ORDER BY k").Scan(ctx, &kept); err != nil {
+	if err := db.NewRaw("SELECT k FROM scratch WHERE k NOT IN ('held', 'first') ORDER BY k").Scan(ctx, &kept); err != nil {
 		t.Fatal(err)
 	}
 	stored := map[string]bool{}
@@ -104,6 +119,6 @@ func TestGroupCommitIsolatesChanges(t *testing.T) {
 		}
 	}
 	if n := r.GroupCommits(); n != 2 {
-		t.Fatalf("%d transactions for %d changes, want 2: the one that found the writer held, and one for all the rest", n, changes)
+		t.Fatalf("%d transactions for %d changes, want 2: the first change's, and one for all that queued behind it", n, changes)
 	}
 }
