@@ -42,6 +42,7 @@ type pipe struct {
 	hinted  int64   // bytes handed to startWriteback
 	started bool    // hasher running
 	ended   bool    // endWrites called
+	tried   bool    // direct mode was considered (at the first full buffer)
 
 	kick  chan struct{} // capacity 1: "written moved"
 	hdone chan struct{}
@@ -51,6 +52,10 @@ type pipe struct {
 	wdone   bool  // no more writes will come
 	werr    error // first write error (or errAborted)
 	herr    error // hasher's read error
+	// d is set once the pipe writes direct (see direct.go); the hasher
+	// reads back only what was written before, and takes the rest from
+	// the buffers.
+	d *directPath
 }
 
 // newPipe writes at f's current offset, which must be off.
@@ -64,14 +69,65 @@ func (p *pipe) writeErr() error {
 	return p.werr
 }
 
-// flush writes the buffer to the file.
+// setWriteErr records err unless an error is recorded already.
+func (p *pipe) setWriteErr(err error) {
+	p.mu.Lock()
+	if p.werr == nil {
+		p.werr = err
+	}
+	p.mu.Unlock()
+}
+
+// flush writes the buffer to the file. At the first full buffer it tries
+// direct mode (see direct.go): that buffer is written through the cache
+// up to its last aligned offset, and the rest moves into a direct buffer.
 func (p *pipe) flush() error {
+	if p.d != nil {
+		return p.flushDirect()
+	}
 	if p.n == 0 {
 		return p.writeErr()
+	}
+	if !p.tried && p.n == len(*p.buf) {
+		p.tried = true
+		if p.s.direct && !p.started {
+			// Nothing is written yet. This first buffer goes through the
+			// cache, hashed here, up to the last aligned offset in it
+			// (bytes a stalled client sent are then in the file at once,
+			// as before), and the pipe starts after it.
+			cut := p.n - int((p.off+int64(p.n))%directAlign)
+			k, err := p.f.Write((*p.buf)[:cut])
+			p.h.Write((*p.buf)[:k])
+			if err != nil {
+				p.n = 0
+				p.setWriteErr(mapErr(err))
+				return p.writeErr()
+			}
+			p.off += int64(cut)
+			p.n = copy(*p.buf, (*p.buf)[cut:p.n])
+			if p.startDirect() {
+				nb := p.s.dbufs.Get().(*[]byte)
+				p.n = copy(*nb, (*p.buf)[:p.n])
+				p.s.bufs.Put(p.buf)
+				p.buf = nb
+				return nil
+			}
+			if p.n == 0 {
+				return nil
+			}
+		}
 	}
 	err := p.writeOut((*p.buf)[:p.n])
 	p.n = 0
 	return err
+}
+
+// startHasher starts the goroutine that hashes what is written.
+func (p *pipe) startHasher() {
+	p.started = true
+	p.kick = make(chan struct{}, 1)
+	p.hdone = make(chan struct{})
+	go p.hasher()
 }
 
 // writeOut writes b to the file, starting the hasher on first use, and
@@ -81,10 +137,7 @@ func (p *pipe) writeOut(b []byte) error {
 		return err
 	}
 	if !p.started {
-		p.started = true
-		p.kick = make(chan struct{}, 1)
-		p.hdone = make(chan struct{})
-		go p.hasher()
+		p.startHasher()
 	}
 	k, err := p.f.Write(b)
 	p.flushed += int64(k)
@@ -111,20 +164,27 @@ func (p *pipe) poke() {
 }
 
 // hasher hashes the file from off as far as the producer has written,
-// until the producer is done or gives up.
+// then, in direct mode, the direct buffers, until the producer is done or
+// gives up. In direct mode it always drains the buffers, even after a
+// read error or an abort, because the producer waits for them.
 func (p *pipe) hasher() {
 	defer close(p.hdone)
 	rb := p.s.bufs.Get().(*[]byte)
 	defer p.s.bufs.Put(rb)
 	var hashed int64
+	failed := false
 	for {
 		p.mu.Lock()
-		written, wdone, werr := p.written, p.wdone, p.werr
+		written, wdone, werr, d := p.written, p.wdone, p.werr, p.d
 		p.mu.Unlock()
+		if d != nil && (hashed >= written || failed || werr == errAborted) {
+			p.hashDirect(d)
+			return
+		}
 		if werr == errAborted {
 			return
 		}
-		if hashed < written {
+		if hashed < written && !failed {
 			want := min(int64(len(*rb)), written-hashed)
 			k, err := p.f.ReadAt((*rb)[:want], p.off+hashed)
 			p.h.Write((*rb)[:k])
@@ -136,7 +196,7 @@ func (p *pipe) hasher() {
 				p.mu.Lock()
 				p.herr = err
 				p.mu.Unlock()
-				return
+				failed = true
 			}
 			continue
 		}
@@ -152,7 +212,7 @@ func (p *pipe) hasher() {
 func (p *pipe) write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
-		if p.n == 0 && len(b) >= len(*p.buf) {
+		if p.n == 0 && len(b) >= len(*p.buf) && p.tried && p.d == nil {
 			// A whole buffer's worth: write it from b, sparing a copy.
 			if err := p.ctx.Err(); err != nil {
 				return n, err
@@ -215,6 +275,11 @@ func (p *pipe) endWrites() error {
 		return p.writeErr()
 	}
 	p.ended = true
+	if p.d != nil {
+		err := p.endDirect()
+		p.release()
+		return err
+	}
 	if !p.started && p.n > 0 {
 		// Small blob, one buffer: write and hash it without a goroutine.
 		k, err := p.f.Write((*p.buf)[:p.n])
@@ -241,7 +306,11 @@ func (p *pipe) release() {
 		p.poke()
 	}
 	if p.buf != nil {
-		p.s.bufs.Put(p.buf)
+		if p.d != nil {
+			p.s.dbufs.Put(p.buf)
+		} else {
+			p.s.bufs.Put(p.buf)
+		}
 		p.buf = nil
 	}
 }
@@ -264,6 +333,12 @@ func (p *pipe) abort() {
 	p.mu.Lock()
 	p.werr = errAborted
 	p.mu.Unlock()
+	if p.d != nil {
+		// No direct write may land after the caller removes or
+		// truncates the file.
+		p.shutDirect()
+		p.d.wg.Wait()
+	}
 	p.release()
 	if p.started {
 		<-p.hdone

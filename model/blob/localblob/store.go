@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -49,6 +50,11 @@ const (
 type Store struct {
 	root string
 	bufs sync.Pool // *[]byte of bufSize, shared by all pipelines
+	// direct is set where large blobs are written with O_DIRECT (see
+	// direct.go); dbufs holds its aligned buffers.
+	direct       bool
+	dbufs        sync.Pool
+	directWrites atomic.Int64 // for tests
 	// renameInFileSync is set on filesystems where a file's fsync also
 	// commits its earlier rename, which spares small writes a directory
 	// fsync (see fsyncCommitsRename).
@@ -84,6 +90,8 @@ func New(root string) (*Store, error) {
 		partials:         make(map[string]*partialLock),
 	}
 	s.bufs.New = func() any { b := make([]byte, bufSize); return &b }
+	s.dbufs.New = func() any { return newDirectBuf() }
+	s.direct = directSupported(filepath.Join(abs, dirTmp))
 	return s, nil
 }
 

@@ -47,6 +47,40 @@ func startWriteback(fd int, off, n int64) {
 	_ = syscall.SyncFileRange(fd, off, n, syncFileRangeWrite)
 }
 
+// setDirect sets or clears O_DIRECT on f.
+func setDirect(f *os.File, on bool) error {
+	fd := f.Fd()
+	fl, err := unix.FcntlInt(fd, unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	if on {
+		fl |= unix.O_DIRECT
+	} else {
+		fl &^= unix.O_DIRECT
+	}
+	_, err = unix.FcntlInt(fd, unix.F_SETFL, fl)
+	return err
+}
+
+// directSupported reports whether files in dir take aligned O_DIRECT
+// writes: it writes one block to a scratch file and removes it. Some
+// filesystems refuse the flag at open, some only at the first write.
+func directSupported(dir string) bool {
+	f, err := os.CreateTemp(dir, "direct-probe-*")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if setDirect(f, true) != nil {
+		return false
+	}
+	b := newDirectBuf()
+	_, err = f.WriteAt((*b)[:directAlign], 0)
+	return err == nil
+}
+
 // fsyncCommitsRename reports whether root is on a filesystem whose fsync
 // of a file also makes durable a rename of that file to a new name done
 // before it. ext4 with a journal and XFS log the rename together with the
