@@ -15,6 +15,22 @@ import (
 	"github.com/filegate/filegate/model/blob/blobtest"
 )
 
+// eachWriteMode runs f on a tiny store that writes large blobs direct,
+// and on one that writes everything through the cache.
+func eachWriteMode(t *testing.T, f func(t *testing.T, s *Store)) {
+	for _, direct := range []bool{true, false} {
+		name := map[bool]string{true: "direct", false: "buffered"}[direct]
+		t.Run(name, func(t *testing.T) {
+			s := tinyStore(t)
+			if direct && !s.direct {
+				t.Skip("tmpfs refuses O_DIRECT on this kernel")
+			}
+			s.direct = direct
+			f(t, s)
+		})
+	}
+}
+
 // tinyStore returns a store on a fresh 1 MiB tmpfs, or skips when this
 // process may not mount one.
 func tinyStore(t *testing.T) *Store {
@@ -35,8 +51,9 @@ func tinyStore(t *testing.T) *Store {
 	return s
 }
 
-func TestWriteNoSpace(t *testing.T) {
-	s := tinyStore(t)
+func TestWriteNoSpace(t *testing.T) { eachWriteMode(t, testWriteNoSpace) }
+
+func testWriteNoSpace(t *testing.T, s *Store) {
 	w, err := s.Create(t.Context(), "too/big")
 	if err != nil {
 		t.Fatal(err)
@@ -78,8 +95,9 @@ func TestWriteNoSpace(t *testing.T) {
 	}
 }
 
-func TestAppendNoSpace(t *testing.T) {
-	s := tinyStore(t)
+func TestAppendNoSpace(t *testing.T) { eachWriteMode(t, testAppendNoSpace) }
+
+func testAppendNoSpace(t *testing.T, s *Store) {
 	if _, err := s.Append(t.Context(), "up", 0, blobtest.Pattern(1, 1000), nil); err != nil {
 		t.Fatal(err)
 	}
