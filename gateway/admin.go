@@ -88,7 +88,7 @@ func (s *Server) newAdmin(d AdminDeps) (*admin, error) {
 		return nil, errors.New("gateway: the admin API needs the policy authorizer")
 	}
 	if d.Audit == nil {
-		d.Audit = model.NewAuditLog(s.repo.DB())
+		d.Audit = s.repo.NewAuditLog()
 	}
 	if d.SessionTTL <= 0 {
 		d.SessionTTL = 8 * time.Hour

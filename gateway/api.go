@@ -102,7 +102,7 @@ func (s *Server) MountAPI(cfg APIConfig) error {
 		cfg.Clock = time.Now
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	a := &api{Authorizer: s.authz, s: s, pol: pol, audit: model.NewAuditLog(s.repo.DB()), cfg: cfg}
+	a := &api{Authorizer: s.authz, s: s, pol: pol, audit: s.repo.NewAuditLog(), cfg: cfg}
 	s.authz = a
 	routes := []struct {
 		pattern string

@@ -85,6 +85,11 @@ type auditHead struct {
 type AuditLog struct {
 	db  *bun.DB
 	now func() time.Time
+	// group is the repository's SQLite group commit, when the log was
+	// made by Repo.NewAuditLog: a batch of audit rows then shares its
+	// transaction, and its WAL fsync, with the writes of the requests
+	// being audited.
+	group *groupCommit
 
 	mu       sync.Mutex
 	queue    []*pendingAudit
@@ -107,6 +112,16 @@ const maxAuditBatch = 256
 // NewAuditLog returns the audit log of a migrated database.
 func NewAuditLog(db *bun.DB) *AuditLog {
 	return &AuditLog{db: db, now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }}
+}
+
+// NewAuditLog returns the audit log of the repository's database. On
+// SQLite its appends join the repository's group commit: one transaction,
+// and one fsync, then commits a batch of audit rows together with the
+// short writes queued beside it.
+func (r *Repo) NewAuditLog() *AuditLog {
+	a := NewAuditLog(r.db)
+	a.group = r.group
+	return a
 }
 
 // Append writes entries to the end of the chain and returns once they are
@@ -214,7 +229,13 @@ func (a *AuditLog) extend(ctx context.Context, batch []*pendingAudit) ([]*AuditE
 	}
 	var rows []*AuditEntry
 	var next auditHead
-	err := a.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	runTx := func(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+		return a.db.RunInTx(ctx, nil, fn)
+	}
+	if a.group != nil {
+		runTx = a.group.run
+	}
+	err := runTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		head := new(auditHead)
 		q := tx.NewSelect().Model(head).Where("id = 1")
 		if IsPostgres(tx) {

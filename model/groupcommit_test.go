@@ -122,3 +122,109 @@ func TestGroupCommitIsolatesChanges(t *testing.T) {
 		t.Fatalf("%d transactions for %d changes, want 2: the first change's, and one for all that queued behind it", n, changes)
 	}
 }
+
+// TestAuditJoinsGroupCommit checks that on SQLite the audit log a
+// repository makes commits its rows in the same transaction as the writes
+// queued beside them, and that the chain stays whole: while a first write
+// holds the group, an audit append and three folder creations queue up,
+// and all four then commit in one transaction.
+func TestAuditJoinsGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.Open(t, dbtest.SQLite)
+	r := model.NewRepo(db)
+	log := r.NewAuditLog()
+	root, err := r.LiveByPath(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.ExecContext(ctx, "UPDATE audit_head SET seq = seq WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.CreateFolder(ctx, root, "first", "u1")
+		first <- err
+	}()
+	for b, _ := r.GroupPending(); b != 1; b, _ = r.GroupPending() {
+		runtime.Gosched()
+	}
+	wait := log.AppendAsync(ctx, model.AuditEntry{Door: "dav", Subject: "user:u1", Action: "write",
+		Object: "/first", Decision: model.AuditAllow})
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() {
+			_, err := r.CreateFolder(ctx, root, fmt.Sprintf("f%d", i), "u1")
+			errs <- err
+		}()
+	}
+	for _, q := r.GroupPending(); q < 4; _, q = r.GroupPending() {
+		runtime.Gosched()
+	}
+	if err := hold.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(); err != nil {
+		t.Fatalf("audit append: %v", err)
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := r.GroupCommits(); n != 2 {
+		t.Fatalf("%d transactions, want 2: the first folder's, and one for the audit row and the other folders", n)
+	}
+	rep, err := log.Verify(ctx)
+	if err != nil || !rep.OK || rep.Rows != 1 {
+		t.Fatalf("chain after the shared commit: %+v, %v; want one row and a whole chain", rep, err)
+	}
+}
+
+// TestAuditChainThroughRepo appends from many goroutines, together with
+// folder creations, through the audit log a repository makes (on SQLite
+// both go through the group commit): the chain is gapless and holds every
+// entry once.
+func TestAuditChainThroughRepo(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		r := model.NewRepo(db)
+		log := r.NewAuditLog()
+		root, err := r.LiveByPath(ctx, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const writers, each = 8, 20
+		var wg sync.WaitGroup
+		errs := make(chan error, 2*writers*each)
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					_, err := r.CreateFolder(ctx, root, fmt.Sprintf("w%d-%d", w, i), "u1")
+					errs <- err
+					errs <- log.Append(ctx, model.AuditEntry{Door: "dav", Subject: fmt.Sprintf("user:w%d", w),
+						Action: "write", Object: fmt.Sprintf("/w%d-%d", w, i), Decision: model.AuditAllow})
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep, err := log.Verify(ctx)
+		if err != nil || !rep.OK || rep.Rows != writers*each || rep.HeadSeq != writers*each {
+			t.Fatalf("chain: %+v, %v; want %d rows, whole", rep, err, writers*each)
+		}
+	})
+}
