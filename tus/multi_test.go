@@ -96,11 +96,21 @@ func TestDeadHolderLeaseRunsOut(t *testing.T) {
 	loc := a.create("alice", "/", "dead.bin", 1000)
 	wantStatus(t, "A", a.patch("alice", loc, 0, body[:400], nil), 204)
 	ctx := context.Background()
-	if _, err := a.db.NewRaw(`INSERT INTO upload_locks (id, holder, expires_ms) VALUES (?, 'crashed-instance',
-		(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + 2000)`, path.Base(loc)).Exec(ctx); err != nil {
-		t.Fatal(err)
+	// The dead holder's lease runs for an hour while B's PATCH is refused,
+	// so that a slow machine cannot let the lease run out before B asks;
+	// then it is cut to 2 s, for the HEAD to wait out.
+	lease := func(ms int) {
+		t.Helper()
+		if _, err := a.db.NewRaw(`INSERT INTO upload_locks (id, holder, expires_ms) VALUES (?, 'crashed-instance',
+		(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + ?)
+		ON CONFLICT (id) DO UPDATE SET expires_ms = EXCLUDED.expires_ms WHERE upload_locks.holder = EXCLUDED.holder`,
+			path.Base(loc), ms).Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
+	lease(3600 * 1000)
 	wantStatus(t, "B during the lease", b.patch("alice", on(b, loc), 400, body[400:], nil), 423)
+	lease(2000)
 	// HEAD waits for the lease to run out rather than failing.
 	if off := b.offset("alice", on(b, loc)); off != 400 {
 		t.Fatalf("HEAD after the lease: %d", off)
