@@ -275,6 +275,26 @@ func startPatchAs(loc, user, pass string) (*io.PipeWriter, chan *http.Response) 
 }
 
 // lockRows counts the lease rows of upload id in a PostgreSQL database.
+// setLease makes the lease row of upload id, as its holder left it, run
+// out d from now (by the database's clock, as the locker counts).
+func setLease(t *testing.T, dbURL, id string, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: dbURL, MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := db.NewRaw("UPDATE upload_locks SET expires_ms = (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT + ? WHERE id = ?",
+		d.Milliseconds(), id).Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("upload %s has %d lease rows, want 1", id, n)
+	}
+}
+
 func lockRows(t *testing.T, dbURL, id string) int {
 	t.Helper()
 	ctx := context.Background()

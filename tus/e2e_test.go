@@ -306,13 +306,19 @@ func TestTwoProcessesOnPostgres(t *testing.T) {
 	check("both.bin", body)
 
 	// A dies holding the lock; B waits out the lease, then finishes.
+	// A's last refresh may have come up to a third of the lease before
+	// the kill, so the row is given an hour while B's PATCH is refused (a
+	// slow machine must not let the lease run out before B asks), then
+	// the 3 s lease again, for B's HEAD to wait out.
 	body = data(2<<20, 24)
 	loc = create(a, "dead.bin", len(body))
 	pw, done = slowPatch(a, loc, body, 512<<10)
 	a.sigkill()
 	pw.Close()
 	<-done
+	setLease(t, dbURL, path.Base(loc), time.Hour)
 	wantStatus(t, "B inside the lease", patch(b, loc, 0, body), 423)
+	setLease(t, dbURL, path.Base(loc), 3*time.Second)
 	resp := adminReq(t, "HEAD", b.base()+"/uploads/"+path.Base(loc), nil, nil, 0)
 	wantStatus(t, "B HEAD after the lease", resp, 200)
 	off, _ := strconv.Atoi(resp.Header.Get("Upload-Offset"))
