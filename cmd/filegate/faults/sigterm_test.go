@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -104,9 +105,15 @@ func testSIGTERM(t *testing.T, grace time.Duration, size int) {
 	rel.faults = len(ups)
 	in.Signal(syscall.SIGTERM)
 
-	// New requests while the uploads drain: a fresh connection each time.
+	// New requests while the uploads drain: a fresh connection each time,
+	// once the server has started to drain (it logs that after it marks
+	// itself draining; a probe sent before could rightly be served).
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(in.Logs(), `"shutting down"`); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no shutdown logged within 30s of SIGTERM:\n%s", in.Logs())
+		}
+	}
 	probes := map[string]int{}
-	time.Sleep(100 * time.Millisecond)
 	for range 10 {
 		fresh := &client{t: t, base: c.base, hc: &http.Client{Timeout: 10 * time.Second,
 			Transport: &http.Transport{DisableKeepAlives: true}}}
