@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/uptrace/bun"
@@ -54,7 +56,7 @@ func (sf *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.databaseURL, "database-url", envString("database-url", ""),
 		"postgres://… or sqlite:///path.db; default SQLite in the data folder [FILEGATE_DATABASE_URL]")
 	fs.StringVar(&sf.blobURL, "blob-url", envString("blob-url", ""),
-		"blob store: file:///path, a folder path, or s3://bucket/prefix?endpoint=…&region=…&path_style=true (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default <data>/blobs [FILEGATE_BLOB_URL]")
+		"blob store: file:///path (add ?direct_io=true to write large blobs with O_DIRECT), a folder path, or s3://bucket/prefix?endpoint=…&region=…&path_style=true (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default <data>/blobs [FILEGATE_BLOB_URL]")
 	fs.IntVar(&sf.dbMaxConns, "db-max-conns", int(envInt64("db-max-conns", int64(model.DefaultMaxConns()))),
 		"most PostgreSQL connections this process opens (one more listens for policy changes); instances × (this + 1) must stay below the server's max_connections [FILEGATE_DB_MAX_CONNS]")
 }
@@ -89,7 +91,7 @@ func (sf *storeFlags) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	if len(applied) > 0 {
 		log.Info("applied migrations", "migrations", applied)
 	}
-	blobs, err := sf.openBlobs(ctx)
+	blobs, err := sf.openBlobs(ctx, log)
 	if err != nil {
 		o.Close()
 		return nil, err
@@ -104,13 +106,13 @@ func (sf *storeFlags) open(ctx context.Context, log *slog.Logger) (*opened, erro
 	return o, nil
 }
 
-func (sf *storeFlags) openBlobs(ctx context.Context) (blob.Store, error) {
+func (sf *storeFlags) openBlobs(ctx context.Context, log *slog.Logger) (blob.Store, error) {
 	u := sf.blobURL
 	switch {
 	case u == "":
 		return localblob.New(filepath.Join(sf.data, "blobs"))
 	case strings.HasPrefix(u, "file://"):
-		return localblob.New(strings.TrimPrefix(u, "file://"))
+		return openLocalBlobs(strings.TrimPrefix(u, "file://"), log)
 	case strings.HasPrefix(u, "s3://"):
 		cfg, err := s3blob.ParseURL(u)
 		if err != nil {
@@ -124,4 +126,32 @@ func (sf *storeFlags) openBlobs(ctx context.Context) (blob.Store, error) {
 		return nil, fmt.Errorf("unsupported blob URL scheme in %q", u)
 	}
 	return localblob.New(u)
+}
+
+// openLocalBlobs opens a local blob folder from the part of a file:// URL
+// after the scheme: a path, then optionally ?direct_io=true|false. An
+// unknown or malformed option is an error, so a typo is not silently
+// ignored.
+func openLocalBlobs(rest string, log *slog.Logger) (blob.Store, error) {
+	path, query, _ := strings.Cut(rest, "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, fmt.Errorf("blob URL options %q: %w", query, err)
+	}
+	var o localblob.Options
+	for k, v := range q {
+		switch k {
+		case "direct_io":
+			if o.DirectIO, err = strconv.ParseBool(v[len(v)-1]); err != nil {
+				return nil, fmt.Errorf("blob URL option direct_io=%q: not true or false", v[len(v)-1])
+			}
+		default:
+			return nil, fmt.Errorf("unknown blob URL option %q (known: direct_io)", k)
+		}
+	}
+	s, err := localblob.Open(path, o)
+	if err == nil && o.DirectIO && !s.DirectIO() {
+		log.Warn("the blob folder's filesystem refuses O_DIRECT; large blobs are written through the page cache", "root", s.Root())
+	}
+	return s, err
 }

@@ -14,18 +14,37 @@ import (
 	"github.com/filegate/filegate/model/blob/blobtest"
 )
 
-// bufferedStore is a store that writes everything through the page cache,
-// as it does where the filesystem refuses O_DIRECT.
-func bufferedStore(t *testing.T) *Store {
-	s := newStore(t)
-	s.direct = false
+// directStore is a store that asks for O_DIRECT writes; s.direct says
+// whether the filesystem under the test's temporary folder allows them.
+func directStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir(), Options{DirectIO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
-// TestConformanceBuffered runs the shared suite with direct writes off,
-// so the path filesystems without O_DIRECT take stays tested here too.
-func TestConformanceBuffered(t *testing.T) {
-	blobtest.Run(t, func(t *testing.T) blob.Store { return bufferedStore(t) })
+// TestConformanceDirect runs the shared suite with direct writes on, so
+// the opt-in path meets the same contract as the default one.
+func TestConformanceDirect(t *testing.T) {
+	s := directStore(t)
+	if !s.DirectIO() {
+		t.Skipf("the filesystem under %s refuses O_DIRECT", s.Root())
+	}
+	blobtest.Run(t, func(t *testing.T) blob.Store { return directStore(t) })
+}
+
+// TestDirectIOIsOptIn checks that the default store writes through the
+// page cache, and that asking for O_DIRECT is honoured where allowed.
+func TestDirectIOIsOptIn(t *testing.T) {
+	if s := newStore(t); s.DirectIO() {
+		t.Fatal("New turned O_DIRECT on; it must stay opt-in")
+	}
+	s := directStore(t)
+	if s.DirectIO() != directSupported(filepath.Join(s.Root(), dirTmp)) {
+		t.Fatalf("DirectIO() = %v, but the filesystem's answer differs", s.DirectIO())
+	}
 }
 
 // oddReader returns its bytes in reads of varying, unaligned sizes, as a
@@ -50,7 +69,7 @@ func (r *oddReader) Read(p []byte) (int, error) {
 // direct, that their bytes and SHA-256 are exact whatever the tail and the
 // sender's read sizes, and that blobs under one buffer stay buffered.
 func TestLargeBlobsGoDirect(t *testing.T) {
-	s := newStore(t)
+	s := directStore(t)
 	if !s.direct {
 		t.Skipf("the filesystem under %s refuses O_DIRECT", s.Root())
 	}
@@ -124,7 +143,7 @@ func TestDirectAppendsAtUnalignedOffsets(t *testing.T) {
 			name = "buffered"
 		}
 		t.Run(name, func(t *testing.T) {
-			s := newStore(t)
+			s := directStore(t)
 			if direct && !s.direct {
 				t.Skipf("the filesystem under %s refuses O_DIRECT", s.Root())
 			}
@@ -181,7 +200,7 @@ func (f *failAfter) Read(p []byte) (int, error) {
 // An upload's chunk cut off the same way keeps what arrived (tus resumes
 // from there), and the published blob holds exactly those bytes.
 func TestDirectWriteCutOff(t *testing.T) {
-	s := newStore(t)
+	s := directStore(t)
 	if !s.direct {
 		t.Skipf("the filesystem under %s refuses O_DIRECT", s.Root())
 	}

@@ -44,7 +44,7 @@ func tinyStore(t *testing.T) *Store {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
 	})
-	s, err := New(filepath.Join(dir, "store"))
+	s, err := Open(filepath.Join(dir, "store"), Options{DirectIO: true})
 	if err != nil {
 		t.Fatal(err)
 	}
