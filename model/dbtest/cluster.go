@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +28,10 @@ type Cluster struct {
 	bin  string
 	cred *syscall.Credential
 	cmd  *exec.Cmd
+	// done is closed when cmd has exited; a goroutine started with the
+	// process owns cmd.Wait, so Start notices an early exit at once and
+	// Stop waits on the same channel.
+	done chan struct{}
 }
 
 type sharedCluster struct {
@@ -122,48 +127,128 @@ func (c *Cluster) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// Start (re)starts the server on its port, picking a free one the first
-// time, and waits until it accepts connections.
+// pickPort chooses the port of a cluster's first start. Tests replace it
+// to force a start onto a port that is already taken.
+var pickPort = freePort
+
+// errPortTaken marks a start that failed because postgres could not bind
+// its port, the one failure a start on another port can cure.
+var errPortTaken = errors.New("postgres could not bind its port")
+
+// Start (re)starts the server and waits until it accepts connections.
+//
+// The first time it picks a free port, but a port that was free when
+// picked can be taken before postgres binds it (by another test binary, or
+// as the source port of one of the many client connections tests open),
+// so when postgres reports that it could not bind, Start tries again on a
+// fresh port, a few times. A restart keeps the port, because clients
+// already hold URLs naming it; it retries the bind on that same port for a
+// few seconds instead, long enough for whatever briefly held it to let go.
 func (c *Cluster) Start() error {
-	if c.Port == 0 {
-		port, err := freePort()
-		if err != nil {
+	if c.Port != 0 {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := c.startOnce()
+			if !errors.Is(err, errPortTaken) || time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	var err error
+	for range 5 {
+		if c.Port, err = pickPort(); err != nil {
 			return err
 		}
-		c.Port = port
+		if err = c.startOnce(); !errors.Is(err, errPortTaken) {
+			return err
+		}
 	}
-	logf, err := os.OpenFile(filepath.Join(c.Dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
+	c.Port = 0 // so that a later Start picks afresh too
+	return err
+}
+
+// startOnce starts postgres on c.Port and waits until it accepts
+// connections, at most 30 s. It returns an error wrapping errPortTaken
+// when postgres exits because the port is in use, and other errors for
+// every other failure.
+func (c *Cluster) startOnce() error {
+	logPath := filepath.Join(c.Dir, "postgres.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
 	if err != nil {
 		return err
 	}
 	if c.cred != nil {
 		os.Chown(logf.Name(), int(c.cred.Uid), int(c.cred.Gid))
 	}
-	c.cmd = c.command(filepath.Join(c.bin, "postgres"), "-D", filepath.Join(c.Dir, "data"),
+	// The log is appended to over restarts; only what this start wrote
+	// says why it failed.
+	var logStart int64
+	if fi, err := logf.Stat(); err == nil {
+		logStart = fi.Size()
+	}
+	thisLog := func() string {
+		b, _ := os.ReadFile(logPath)
+		if int64(len(b)) >= logStart {
+			b = b[logStart:]
+		}
+		return string(b)
+	}
+	cmd := c.command(filepath.Join(c.bin, "postgres"), "-D", filepath.Join(c.Dir, "data"),
 		"-p", strconv.Itoa(c.Port), "-k", c.Dir, "-c", "listen_addresses=127.0.0.1",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "shared_buffers=64MB")
-	c.cmd.Stdout = logf
-	c.cmd.Stderr = logf
-	if err := c.cmd.Start(); err != nil {
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	logf.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	c.cmd, c.done = cmd, done
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		db, err := model.OpenDB(ctx, model.DBOptions{URL: c.URL("postgres"), MaxConns: 1})
-		cancel()
-		if err == nil {
-			db.Close()
+		select {
+		case <-done:
+			c.cmd, c.done = nil, nil
+			log := thisLog()
+			if strings.Contains(log, "could not bind") || strings.Contains(log, "Address already in use") {
+				return fmt.Errorf("%w %d: %s", errPortTaken, c.Port, log)
+			}
+			return fmt.Errorf("postgres exited before it was ready (%v): %s", cmd.ProcessState, log)
+		default:
+		}
+		if c.answers() {
 			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-done: // reported on the next turn
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	log, _ := os.ReadFile(filepath.Join(c.Dir, "postgres.log"))
 	c.Stop()
-	return fmt.Errorf("postgres did not become ready: %s", log)
+	return fmt.Errorf("postgres did not become ready within 30s: %s", thisLog())
+}
+
+// answers reports whether this cluster's postgres accepts connections on
+// c.Port. It asks for the data folder too: whoever took the port before
+// our postgres could bind it may be another throwaway PostgreSQL that
+// would let us in just the same, and using it would be a silent mix-up.
+func (c *Cluster) answers() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: c.URL("postgres"), MaxConns: 1})
+	if err != nil {
+		return false
+	}
+	defer db.Close()
+	var dataDir string
+	if err := db.QueryRowContext(ctx, "SHOW data_directory").Scan(&dataDir); err != nil {
+		return false
+	}
+	return dataDir == filepath.Join(c.Dir, "data")
 }
 
 // Stop shuts the server down fast and waits for it to exit.
@@ -172,15 +257,13 @@ func (c *Cluster) Stop() {
 		return
 	}
 	c.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-	done := make(chan struct{})
-	go func() { c.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-c.done:
 	case <-time.After(10 * time.Second):
 		syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		<-c.done
 	}
-	c.cmd = nil
+	c.cmd, c.done = nil, nil
 }
 
 // Remove stops the server and deletes its folder.
@@ -194,6 +277,8 @@ func (c *Cluster) URL(name string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.Port, name)
 }
 
+// freePort returns a loopback port that was free a moment ago; Start
+// copes with its being taken again before postgres binds it.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
