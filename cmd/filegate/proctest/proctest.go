@@ -13,12 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -76,8 +78,11 @@ type Options struct {
 	BlobURL string
 	// AdminPassword is the first admin's password; "secret-admin" when empty.
 	AdminPassword string
-	// Port is the loopback port to listen on; a free port when 0. A
-	// restarted instance keeps its port.
+	// Port is the loopback port to listen on. When it is 0 the first
+	// start lets serve bind port 0 and takes the port serve reports in
+	// its "serving on" line, so no other process can take the port
+	// between choosing and binding it. A restarted instance keeps its
+	// port.
 	Port int
 	// Args are extra serve flags.
 	Args []string
@@ -112,14 +117,10 @@ func Start(t testing.TB, opts Options) *Instance {
 	if opts.AdminPassword == "" {
 		opts.AdminPassword = "secret-admin"
 	}
-	if opts.Port == 0 {
-		p, err := FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.Port = p
+	in := &Instance{Opts: opts, bin: Binary(t)}
+	if opts.Port != 0 {
+		in.URL = "http://127.0.0.1:" + strconv.Itoa(opts.Port)
 	}
-	in := &Instance{Opts: opts, bin: Binary(t), URL: "http://127.0.0.1:" + strconv.Itoa(opts.Port)}
 	if err := in.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +128,19 @@ func Start(t testing.TB, opts Options) *Instance {
 	return in
 }
 
+// errPortTaken marks a start that failed because serve could not bind its
+// port.
+var errPortTaken = errors.New("proctest: the port is taken")
+
 // Restart starts the process again, on the same port, data and database,
 // after Kill or Stop. It returns an error when it is already running or
 // does not print its URL within 60 s.
+//
+// The port must stay the same, since clients and other instances hold
+// the URL. Something else can hold it for a moment (a client connection
+// that got it as its source port, say), so when serve exits because the
+// address is in use, Restart tries the same port again for up to 10 s
+// before it gives up.
 func (in *Instance) Restart() error {
 	in.mu.Lock()
 	running := in.cmd != nil
@@ -137,7 +148,25 @@ func (in *Instance) Restart() error {
 	if running {
 		return errors.New("proctest: instance is running")
 	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := in.startOnce()
+		if !errors.Is(err, errPortTaken) || in.Opts.Port == 0 || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startOnce starts serve on in.Opts.Port, or on a port of the kernel's
+// choosing that it then records in Opts.Port and URL when that is 0, and
+// waits until serve prints its URL. It returns an error wrapping
+// errPortTaken when serve exits because its address is in use.
+func (in *Instance) startOnce() error {
 	o := in.Opts
+	in.mu.Lock()
+	logStart := in.logs.Len()
+	in.mu.Unlock()
 	args := append([]string{"serve", "--listen", "127.0.0.1:" + strconv.Itoa(o.Port), "--data", o.Data}, o.Args...)
 	cmd := exec.Command(in.bin, args...)
 	cmd.Env = append(os.Environ(),
@@ -156,7 +185,7 @@ func (in *Instance) Restart() error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	found := make(chan struct{})
+	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		seen := false
@@ -165,9 +194,9 @@ func (in *Instance) Restart() error {
 			in.mu.Lock()
 			in.logs.WriteString(line + "\n")
 			in.mu.Unlock()
-			if !seen && servingRE.MatchString(line) {
+			if m := servingRE.FindStringSubmatch(line); !seen && m != nil {
 				seen = true
-				close(found)
+				found <- m[1]
 			}
 		}
 	}()
@@ -177,12 +206,28 @@ func (in *Instance) Restart() error {
 	in.cmd, in.done = cmd, done
 	in.mu.Unlock()
 	select {
-	case <-found:
+	case url := <-found:
+		if in.Opts.Port == 0 {
+			u, err := neturl.Parse(url)
+			port, perr := 0, err
+			if err == nil {
+				port, perr = strconv.Atoi(u.Port())
+			}
+			if perr != nil || port == 0 {
+				in.Kill()
+				return fmt.Errorf("proctest: serve printed a URL without a port: %q", url)
+			}
+			in.Opts.Port, in.URL = port, "http://127.0.0.1:"+strconv.Itoa(port)
+		}
 		return nil
 	case err := <-done:
 		in.mu.Lock()
 		in.cmd = nil
+		this := in.logs.String()[logStart:]
 		in.mu.Unlock()
+		if strings.Contains(this, "address already in use") {
+			return fmt.Errorf("%w: serve exited (%v):\n%s", errPortTaken, err, in.Logs())
+		}
 		return fmt.Errorf("proctest: serve exited before serving (%v):\n%s", err, in.Logs())
 	case <-time.After(60 * time.Second):
 		in.Kill()
@@ -283,7 +328,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago, for a
+// test that must choose a port before it starts a process on it (nginx's
+// configuration, say). Another process can take the port before the child
+// binds it, so prefer letting the child bind port 0 where it can, as
+// Start does.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
