@@ -182,20 +182,66 @@ func Start(dir string) (*Server, error) {
 	return s, nil
 }
 
+// pickPort chooses the port of a server's first start. Tests replace it
+// to force a start onto a port that is already taken.
+var pickPort = freePort
+
+// errPortTaken marks a start that failed because versitygw could not bind
+// its port, the one failure another try can cure.
+var errPortTaken = errors.New("s3test: versitygw could not bind its port")
+
 // Restart starts the server again on the same port and folder after
 // Stop (or starts it the first time) and waits until it answers.
+//
+// The first time it picks a free port, but a port that was free when
+// picked can be taken before versitygw binds it (by another test binary,
+// or as the source port of one of the many client connections tests
+// open), so when versitygw exits because the port is in use, Restart
+// tries again on a fresh port, a few times. A later Restart keeps the
+// port: clients made by Client and blob URLs from URL name Endpoint, and
+// tests restart the server under a running filegate that must find it
+// again. It retries the bind on that same port for a few seconds instead,
+// long enough for whatever briefly held it to let go.
 func (s *Server) Restart() error {
 	if s.cmd != nil {
 		return errors.New("s3test: server is running")
 	}
-	if s.port == 0 {
-		port, err := freePort()
-		if err != nil {
+	if s.port != 0 {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := s.startOnce()
+			if !errors.Is(err, errPortTaken) || time.Now().After(deadline) {
+				return err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	var err error
+	for range 5 {
+		port, perr := pickPort()
+		if perr != nil {
+			return perr
+		}
+		s.setPort(port)
+		if err = s.startOnce(); !errors.Is(err, errPortTaken) {
 			return err
 		}
-		s.port = port
-		s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
+		os.Remove(s.log)
 	}
+	s.setPort(0) // so that a later Restart picks afresh too
+	return err
+}
+
+// setPort moves the server's port and Endpoint to port.
+func (s *Server) setPort(port int) {
+	s.port = port
+	s.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
+}
+
+// startOnce starts versitygw on s.port and waits until it listens there
+// and answers, at most 20 s. It returns an error wrapping errPortTaken
+// when versitygw exits because the port is in use.
+func (s *Server) startOnce() error {
 	s.log = filepath.Join(os.TempDir(), fmt.Sprintf("filegate-vgw-%d.log", s.port))
 	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -213,23 +259,74 @@ func (s *Server) Restart() error {
 	}
 	s.cmd, s.done = cmd, make(chan struct{})
 	go func(done chan struct{}) { cmd.Wait(); close(done) }(s.done)
+	// A short timeout, because until versitygw listens whoever else holds
+	// the port may accept the connection and never answer.
+	probe := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
 			s.cmd = nil
 			log, _ := os.ReadFile(logf.Name())
+			if strings.Contains(strings.ToLower(string(log)), "address already in use") {
+				return fmt.Errorf("%w %d: %s", errPortTaken, s.port, log)
+			}
 			return fmt.Errorf("s3test: versitygw exited: %s", log)
 		default:
 		}
-		if resp, err := http.Get(s.Endpoint + "/"); err == nil {
-			resp.Body.Close()
-			return nil // any answer (403 without a signature) means it serves
+		// Only an answer from a port versitygw itself listens on counts;
+		// another server that took the port would answer just as well.
+		if listensOn(cmd.Process.Pid, s.port) {
+			if resp, err := probe.Get(s.Endpoint + "/"); err == nil {
+				resp.Body.Close()
+				return nil // any answer (403 without a signature) means it serves
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case <-s.done: // reported on the next turn
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	s.Stop()
-	return errors.New("s3test: versitygw did not answer within 20s")
+	log, _ := os.ReadFile(logf.Name())
+	return fmt.Errorf("s3test: versitygw did not answer within 20s: %s", log)
+}
+
+// listensOn reports whether process pid has a TCP socket listening on
+// 127.0.0.1:port (or on every address), read from /proc: the sockets
+// among its open files matched against the listening entries of its
+// network namespace. Where /proc cannot be read it reports true and
+// leaves the answer to the HTTP probe alone.
+func listensOn(pid, port int) bool {
+	tcp, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", pid))
+	if err != nil {
+		return true
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return true
+	}
+	mine := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			mine[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	// Columns: sl local_address rem_address st ... inode; the address is
+	// hex in host byte order, state 0A is LISTEN.
+	suffix := fmt.Sprintf(":%04X", port)
+	for _, line := range strings.Split(string(tcp), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[3] != "0A" || !strings.HasSuffix(f[1], suffix) || !mine[f[9]] {
+			continue
+		}
+		switch strings.TrimSuffix(f[1], suffix) {
+		case "0100007F", "7F000001", "00000000":
+			return true
+		}
+	}
+	return false
 }
 
 // Stop kills the server and waits for it to exit; the folder stays, so
@@ -308,6 +405,8 @@ func Env() []string {
 	return []string{"AWS_ACCESS_KEY_ID=" + AccessKey, "AWS_SECRET_ACCESS_KEY=" + SecretKey, "AWS_REGION=" + Region}
 }
 
+// freePort returns a loopback port that was free a moment ago; Restart
+// copes with its being taken again before versitygw binds it.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
