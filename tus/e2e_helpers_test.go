@@ -8,12 +8,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -59,16 +59,6 @@ func buildFilegate(t *testing.T) string {
 	return binPath
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 // syncBuf collects a child's output.
 type syncBuf struct {
 	mu sync.Mutex
@@ -91,7 +81,7 @@ func (s *syncBuf) String() string {
 type serveProc struct {
 	t    *testing.T
 	bin  string
-	port string
+	port string // "0" until the first start reports the port serve bound
 	data string
 	env  []string
 	cmd  *exec.Cmd
@@ -101,17 +91,44 @@ type serveProc struct {
 
 func (p *serveProc) base() string { return "http://127.0.0.1:" + p.port }
 
-// startServe runs the binary on port with the data folder and extra
-// environment, and waits until it is ready and serves the tus door.
-func startServe(t *testing.T, bin, port, data string, env ...string) *serveProc {
+// servingRE finds the line serve prints once it listens, with the address
+// it bound.
+var servingRE = regexp.MustCompile(`serving on http://127\.0\.0\.1:(\d+)`)
+
+// startServe runs the binary with the data folder and extra environment on
+// a port of the kernel's choosing, and waits until it is ready and serves
+// the tus door. Serve binds port 0 and reports the port it got, so no
+// other process can take the port between choosing and binding it, as it
+// could if the test picked a free port first.
+func startServe(t *testing.T, bin, data string, env ...string) *serveProc {
 	t.Helper()
-	p := &serveProc{t: t, bin: bin, port: port, data: data, env: env}
+	p := &serveProc{t: t, bin: bin, port: "0", data: data, env: env}
 	p.start()
 	t.Cleanup(p.kill)
 	return p
 }
 
+// start starts the process on p.port and waits until it is ready. A
+// restart keeps the port, because clients resume uploads at URLs naming
+// it; something else can hold the port for a moment (a client connection
+// that got it as its source port, say), so when serve exits because the
+// address is in use, start tries the same port again for up to 10 s.
 func (p *serveProc) start() {
+	t := p.t
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.startOnce() {
+		if time.Now().After(deadline) {
+			t.Fatalf("filegate serve found port %s taken for 10s:\n%s", p.port, p.out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// startOnce starts the process and waits until it is ready and serves the
+// tus door, failing the test when it does not. It returns false when serve
+// exited because its port was taken and start should try again.
+func (p *serveProc) startOnce() bool {
 	t := p.t
 	t.Helper()
 	p.out = &syncBuf{}
@@ -125,16 +142,28 @@ func (p *serveProc) start() {
 	p.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(p.cmd, p.done)
 	deadline := time.Now().Add(60 * time.Second)
+	serving := false
 	for {
 		select {
 		case <-p.done:
+			if p.port != "0" && strings.Contains(p.out.String(), "address already in use") {
+				return false
+			}
 			t.Fatalf("filegate serve exited early:\n%s", p.out.String())
 		default:
 		}
-		if resp, err := http.Get(p.base() + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
+		// Only after serve says it listens is an answer on the port its own.
+		if !serving {
+			if m := servingRE.FindStringSubmatch(p.out.String()); m != nil {
+				p.port, serving = m[1], true
+			}
+		}
+		if serving {
+			if resp, err := http.Get(p.base() + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
 			}
 		}
 		if time.Now().After(deadline) {
@@ -151,6 +180,7 @@ func (p *serveProc) start() {
 	if resp.Header.Get("Tus-Version") == "" {
 		t.Fatalf("filegate serve does not mount the tus door at /uploads/ (OPTIONS: %s)", resp.Status)
 	}
+	return true
 }
 
 // sigkill kills the process the hard way and waits for it to be gone.

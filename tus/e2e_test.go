@@ -87,7 +87,7 @@ func TestTusJSClientResumesInNewProcess(t *testing.T) {
 	t.Run("local", func(t *testing.T) {
 		data := t.TempDir()
 		dbURL, blobs := "sqlite://"+data+"/filegate.db", filepath.Join(data, "blobs")
-		p := startServe(t, bin, freePort(t), data)
+		p := startServe(t, bin, data)
 		jsResumeAndEmpty(t, node, script, p,
 			func(path string) (string, string, int64) { return storedFile(t, dbURL, blobs, path) },
 			func() []string { return blobLeftovers(blobs) })
@@ -98,7 +98,7 @@ func TestTusJSClientResumesInNewProcess(t *testing.T) {
 		blobURL := srv.URL(bucket, "filegate")
 		data := t.TempDir()
 		dbURL := "sqlite://" + data + "/filegate.db"
-		p := startServe(t, bin, freePort(t), data, append(s3test.Env(), "FILEGATE_BLOB_URL="+blobURL)...)
+		p := startServe(t, bin, data, append(s3test.Env(), "FILEGATE_BLOB_URL="+blobURL)...)
 		s3test.SetEnv(t)
 		cfg, err := s3blob.ParseURL(blobURL)
 		if err != nil {
@@ -211,7 +211,7 @@ func TestTusJSClientSurvivesServerKill(t *testing.T) {
 	node, script := nodeScript(t)
 	bin := buildFilegate(t)
 	data := t.TempDir()
-	p := startServe(t, bin, freePort(t), data)
+	p := startServe(t, bin, data)
 	const size = 64 << 20
 	file, sum := randomFile(t, size)
 	urlFile := filepath.Join(t.TempDir(), "url")
@@ -260,8 +260,8 @@ func TestTwoProcessesOnPostgres(t *testing.T) {
 	dbURL := dbtest.URL(t, dbtest.Postgres)
 	blobs := t.TempDir()
 	env := []string{"FILEGATE_DATABASE_URL=" + dbURL, "FILEGATE_BLOB_URL=" + blobs, "FILEGATE_UPLOAD_LOCK_LEASE=3s"}
-	a := startServe(t, bin, freePort(t), t.TempDir(), env...)
-	b := startServe(t, bin, freePort(t), t.TempDir(), env...)
+	a := startServe(t, bin, t.TempDir(), env...)
+	b := startServe(t, bin, t.TempDir(), env...)
 	create := func(p *serveProc, name string, size int) string {
 		resp := adminReq(t, "POST", p.base()+"/uploads/", map[string]string{"Upload-Length": strconv.Itoa(size),
 			"Upload-Metadata": meta("filename", name)}, nil, 0)
