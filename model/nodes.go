@@ -262,36 +262,11 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 			return n, n != nil, "", err
 		}
 	}
-	err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		existing, err := r.folderAndLive(ctx, tx, parent.ID, JoinPath(parent.Path, name))
-		if err != nil {
+	err = retryRaced(func() error {
+		return r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) (err error) {
+			n, created, oldBlob, err = r.replaceOrInsert(ctx, tx, parent, name, c, meta, actor, cond, now, mod)
 			return err
-		}
-		if err := cond.check(existing); err != nil {
-			return err
-		}
-		if existing != nil {
-			if existing.IsDir {
-				return fmt.Errorf("%w: a folder has that name", ErrConflict)
-			}
-			oldBlob = existing.BlobKey
-			existing.BlobKey, existing.Size, existing.SHA256 = c.BlobKey, c.Size, c.SHA256
-			existing.ETag = fileETag(c.SHA256)
-			existing.Version++
-			existing.UpdatedAt, existing.ModTime = now, mod
-			if meta.MimeType != "" {
-				existing.MimeType = meta.MimeType
-			}
-			_, err := tx.NewUpdate().Model(existing).ModelTableExpr("nodes").
-				Column("blob_key", "size", "sha256", "etag", "version", "updated_at", "mod_time", "mime_type").
-				Where("id = ?", existing.ID).Exec(ctx)
-			n = existing
-			return err
-		}
-		n = newFile(parent, name, c, meta, actor, now, mod)
-		created = true
-		_, err = tx.NewInsert().Model(n).Exec(ctx)
-		return err
+		})
 	})
 	if err != nil {
 		return nil, false, "", err
@@ -300,6 +275,77 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 		r.stats.grew(1)
 	}
 	return n, created, oldBlob, nil
+}
+
+// replaceOrInsert is PutFile's transaction: it gives the live file named
+// name in parent new content, or inserts it. It returns errRaced when
+// another writer changed the file between its read and its update.
+func (r *Repo) replaceOrInsert(ctx context.Context, tx bun.Tx, parent *Node, name string, c Content, meta FileMeta, actor string, cond Cond, now, mod time.Time) (n *Node, created bool, oldBlob string, err error) {
+	existing, err := r.folderAndLive(ctx, tx, parent.ID, JoinPath(parent.Path, name))
+	if err != nil {
+		return nil, false, "", err
+	}
+	if err := cond.check(existing); err != nil {
+		return nil, false, "", err
+	}
+	if existing == nil {
+		n = newFile(parent, name, c, meta, actor, now, mod)
+		_, err = tx.NewInsert().Model(n).Exec(ctx)
+		return n, true, "", err
+	}
+	if existing.IsDir {
+		return nil, false, "", fmt.Errorf("%w: a folder has that name", ErrConflict)
+	}
+	oldBlob = existing.BlobKey
+	existing.BlobKey, existing.Size, existing.SHA256 = c.BlobKey, c.Size, c.SHA256
+	existing.ETag = fileETag(c.SHA256)
+	existing.Version++
+	existing.UpdatedAt, existing.ModTime = now, mod
+	if meta.MimeType != "" {
+		existing.MimeType = meta.MimeType
+	}
+	err = updateVersioned(ctx, tx, existing, "blob_key", "size", "sha256", "etag", "version", "updated_at", "mod_time", "mime_type")
+	return existing, false, oldBlob, err
+}
+
+// errRaced marks a transaction that lost a race for a row: another writer
+// changed it between this transaction's read and its update (possible on
+// PostgreSQL, whose transactions here read committed rows without locking
+// them; SQLite has one writer). The caller runs the transaction again, so
+// its preconditions are checked against the winner's row: two PUTs with
+// the same If-Match cannot both succeed, and no version is counted twice.
+var errRaced = errors.New("model: the row changed under the transaction")
+
+// maxRaceRetries bounds how often a write retries after losing a race.
+const maxRaceRetries = 10
+
+// updateVersioned writes cols of n, whose Version the caller has just
+// raised by one, only if the row still has the version it was read at. It
+// returns errRaced when it does not.
+func updateVersioned(ctx context.Context, tx bun.Tx, n *Node, cols ...string) error {
+	res, err := tx.NewUpdate().Model(n).ModelTableExpr("nodes").Column(cols...).
+		Where("id = ?", n.ID).Where("version = ?", n.Version-1).Exec(ctx)
+	if err != nil {
+		return err
+	}
+	if k, err := res.RowsAffected(); err != nil {
+		return err
+	} else if k == 0 {
+		return errRaced
+	}
+	return nil
+}
+
+// retryRaced runs write again while it loses races, a bounded number of
+// times. It returns write's last error, or ErrConflict when every attempt
+// lost.
+func retryRaced(write func() error) error {
+	for range maxRaceRetries {
+		if err := write(); !errors.Is(err, errRaced) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: the file kept changing under the write", ErrConflict)
 }
 
 // createFile inserts the file named name into parent in one statement
@@ -376,32 +422,31 @@ func newFile(parent *Node, name string, c Content, meta FileMeta, actor string, 
 // for a folder, and ErrPrecondition.
 func (r *Repo) ReplaceContent(ctx context.Context, id string, c Content, mimeType string, cond Cond) (n *Node, oldBlob string, err error) {
 	now := r.now()
-	err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		cur, err := nodeByID(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if cur.Archived() || cur.Status != StatusCompleted {
-			return ErrNotFound
-		}
-		if cur.IsDir {
-			return fmt.Errorf("%w: a folder has no content", ErrConflict)
-		}
-		if err := cond.check(cur); err != nil {
-			return err
-		}
-		oldBlob = cur.BlobKey
-		cur.BlobKey, cur.Size, cur.SHA256, cur.ETag = c.BlobKey, c.Size, c.SHA256, fileETag(c.SHA256)
-		cur.Version++
-		cur.UpdatedAt, cur.ModTime = now, now
-		if mimeType != "" {
-			cur.MimeType = mimeType
-		}
-		_, err = tx.NewUpdate().Model(cur).ModelTableExpr("nodes").
-			Column("blob_key", "size", "sha256", "etag", "version", "updated_at", "mod_time", "mime_type").
-			Where("id = ?", cur.ID).Exec(ctx)
-		n = cur
-		return err
+	err = retryRaced(func() error {
+		return r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+			cur, err := nodeByID(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if cur.Archived() || cur.Status != StatusCompleted {
+				return ErrNotFound
+			}
+			if cur.IsDir {
+				return fmt.Errorf("%w: a folder has no content", ErrConflict)
+			}
+			if err := cond.check(cur); err != nil {
+				return err
+			}
+			oldBlob = cur.BlobKey
+			cur.BlobKey, cur.Size, cur.SHA256, cur.ETag = c.BlobKey, c.Size, c.SHA256, fileETag(c.SHA256)
+			cur.Version++
+			cur.UpdatedAt, cur.ModTime = now, now
+			if mimeType != "" {
+				cur.MimeType = mimeType
+			}
+			n = cur
+			return updateVersioned(ctx, tx, cur, "blob_key", "size", "sha256", "etag", "version", "updated_at", "mod_time", "mime_type")
+		})
 	})
 	return n, oldBlob, err
 }

@@ -26,62 +26,66 @@ func (r *Repo) Move(ctx context.Context, n *Node, newParent *Node, newName strin
 		return nil, nil, fmt.Errorf("%w: a folder cannot move into itself", ErrConflict)
 	}
 	now := r.now()
-	err = r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		cur, err := nodeByID(ctx, tx, n.ID)
-		if err != nil {
-			return err
-		}
-		if cur.Archived() || cur.Status != StatusCompleted {
-			return ErrNotFound
-		}
-		if err := requireLiveFolder(ctx, tx, newParent.ID); err != nil {
-			return err
-		}
-		np, err := nodeByID(ctx, tx, newParent.ID)
-		if err != nil {
-			return err
-		}
-		if IsWithin(np.Lineage, cur.Lineage) {
-			return fmt.Errorf("%w: a folder cannot move into itself", ErrConflict)
-		}
-		newPath := JoinPath(np.Path, newName)
-		if newPath == cur.Path {
-			moved = cur
-			return nil
-		}
-		dst, err := liveByPath(ctx, tx, newPath)
-		switch {
-		case err == nil && !overwrite:
-			return ErrExists
-		case err == nil:
-			if err := archiveTree(ctx, tx, dst, now); err != nil {
-				return err
-			}
-			replaced = dst
-		case err != ErrNotFound:
-			return err
-		}
-		newLineage := np.Lineage + "/" + cur.ID
-		if cur.IsDir {
-			lo, hi := descendantRange(cur.Lineage)
-			_, err = tx.NewUpdate().Table("nodes").
-				Set("path = ? || substr(path, ?)", newPath, len(cur.Path)+1).
-				Set("lineage = ? || substr(lineage, ?)", newLineage, len(cur.Lineage)+1).
-				Where("lineage > ?", lo).Where("lineage < ?", hi).Exec(ctx)
+	err = retryRaced(func() error {
+		return r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+			moved, replaced = nil, nil
+			cur, err := nodeByID(ctx, tx, n.ID)
 			if err != nil {
 				return err
 			}
-		}
-		cur.ParentID, cur.Name, cur.Path, cur.Lineage = np.ID, newName, newPath, newLineage
-		cur.UpdatedAt = now
-		cur.Version++
-		if cur.IsDir {
-			cur.ETag = folderETag(cur.ID, cur.Version)
-		}
-		_, err = tx.NewUpdate().Model(cur).ModelTableExpr("nodes").
-			Column("parent_id", "name", "path", "lineage", "updated_at", "version", "etag").Where("id = ?", cur.ID).Exec(ctx)
-		moved = cur
-		return err
+			if cur.Archived() || cur.Status != StatusCompleted {
+				return ErrNotFound
+			}
+			if err := requireLiveFolder(ctx, tx, newParent.ID); err != nil {
+				return err
+			}
+			np, err := nodeByID(ctx, tx, newParent.ID)
+			if err != nil {
+				return err
+			}
+			if IsWithin(np.Lineage, cur.Lineage) {
+				return fmt.Errorf("%w: a folder cannot move into itself", ErrConflict)
+			}
+			newPath := JoinPath(np.Path, newName)
+			if newPath == cur.Path {
+				moved = cur
+				return nil
+			}
+			dst, err := liveByPath(ctx, tx, newPath)
+			switch {
+			case err == nil && !overwrite:
+				return ErrExists
+			case err == nil:
+				if err := archiveTree(ctx, tx, dst, now); err != nil {
+					return err
+				}
+				replaced = dst
+			case err != ErrNotFound:
+				return err
+			}
+			newLineage := np.Lineage + "/" + cur.ID
+			if cur.IsDir {
+				lo, hi := descendantRange(cur.Lineage)
+				_, err = tx.NewUpdate().Table("nodes").
+					Set("path = ? || substr(path, ?)", newPath, len(cur.Path)+1).
+					Set("lineage = ? || substr(lineage, ?)", newLineage, len(cur.Lineage)+1).
+					Where("lineage > ?", lo).Where("lineage < ?", hi).Exec(ctx)
+				if err != nil {
+					return err
+				}
+			}
+			cur.ParentID, cur.Name, cur.Path, cur.Lineage = np.ID, newName, newPath, newLineage
+			cur.UpdatedAt = now
+			cur.Version++
+			if cur.IsDir {
+				cur.ETag = folderETag(cur.ID, cur.Version)
+			}
+			moved = cur
+			// A concurrent move of the same node would leave its subtree
+			// where the other move put it: the version check rolls this one
+			// back and runs it again from the node's new place.
+			return updateVersioned(ctx, tx, cur, "parent_id", "name", "path", "lineage", "updated_at", "version", "etag")
+		})
 	})
 	if err != nil {
 		return nil, nil, err

@@ -1,0 +1,156 @@
+package model_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/uptrace/bun"
+
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/dbtest"
+)
+
+// race runs n calls of f at once and returns their errors by index.
+func race(n int, f func(i int) error) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = f(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// TestRacingWritersOfOneFile checks what concurrent writers of one file
+// get on both databases. PostgreSQL's transactions read rows without
+// locking them, so without a check at update time two writers holding the
+// same ETag could both pass If-Match, and two replacements could both
+// count the same version.
+func TestRacingWritersOfOneFile(t *testing.T) {
+	const writers = 8
+	content := func(i int) model.Content {
+		return model.Content{BlobKey: fmt.Sprintf("race-%d", i), Size: int64(i), SHA256: strings.Repeat(fmt.Sprintf("%02x", i), 32)}
+	}
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		repo := model.NewRepo(db)
+		n := tree(t, repo, "/r/", "/r/put.dcm", "/r/replace.dcm", "/r/cond.dcm", "/r/cond2.dcm")
+
+		t.Run("unconditional PUTs count every version", func(t *testing.T) {
+			errs := race(writers, func(i int) error {
+				_, _, _, err := repo.PutFile(ctx, n["/r"], "put.dcm", content(i), model.FileMeta{}, "u1", model.Cond{})
+				return err
+			})
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("writer %d: %v", i, err)
+				}
+			}
+			got, err := repo.LiveByPath(ctx, "/r/put.dcm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != 1+writers {
+				t.Fatalf("version %d after %d replacements of version 1; want %d", got.Version, writers, 1+writers)
+			}
+		})
+
+		t.Run("unconditional replacements by id count every version", func(t *testing.T) {
+			errs := race(writers, func(i int) error {
+				_, _, err := repo.ReplaceContent(ctx, n["/r/replace.dcm"].ID, content(i), "", model.Cond{})
+				return err
+			})
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("writer %d: %v", i, err)
+				}
+			}
+			got, err := repo.LiveByPath(ctx, "/r/replace.dcm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != 1+writers {
+				t.Fatalf("version %d; want %d", got.Version, 1+writers)
+			}
+		})
+
+		for _, c := range []struct {
+			name  string
+			path  string
+			write func(i int, etag string) error
+		}{
+			{"PUT with one If-Match: one wins", "/r/cond.dcm", func(i int, etag string) error {
+				_, _, _, err := repo.PutFile(ctx, n["/r"], "cond.dcm", content(i), model.FileMeta{}, "u1", model.Cond{IfMatch: etag})
+				return err
+			}},
+			{"replacement with one If-Match: one wins", "/r/cond2.dcm", func(i int, etag string) error {
+				_, _, err := repo.ReplaceContent(ctx, n["/r/cond2.dcm"].ID, content(i), "", model.Cond{IfMatch: etag})
+				return err
+			}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				etag := n[c.path].ETag
+				errs := race(writers, func(i int) error { return c.write(i, etag) })
+				won := -1
+				for i, err := range errs {
+					switch {
+					case err == nil && won >= 0:
+						t.Fatalf("writers %d and %d both passed If-Match %s", won, i, etag)
+					case err == nil:
+						won = i
+					case !errors.Is(err, model.ErrPrecondition):
+						t.Fatalf("writer %d: %v, want ErrPrecondition", i, err)
+					}
+				}
+				if won < 0 {
+					t.Fatal("no writer passed If-Match against the file's own ETag")
+				}
+				got, err := repo.LiveByPath(ctx, c.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.BlobKey != content(won).BlobKey || got.Version != 2 {
+					t.Fatalf("file holds %s at version %d; want the winner's %s at version 2", got.BlobKey, got.Version, content(won).BlobKey)
+				}
+			})
+		}
+
+		t.Run("racing moves of one folder keep its subtree with it", func(t *testing.T) {
+			m := tree(t, repo, "/m/", "/m/src/", "/m/src/deep/", "/m/src/deep/f.dcm")
+			errs := race(writers, func(i int) error {
+				_, _, err := repo.Move(ctx, m["/m/src"], m["/m"], fmt.Sprintf("dst%d", i), false)
+				return err
+			})
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("move %d: %v", i, err)
+				}
+			}
+			dir, err := repo.NodeByID(ctx, m["/m/src"].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := repo.NodeByID(ctx, m["/m/src/deep/f.dcm"].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := dir.Path + "/deep/f.dcm"; f.Path != want {
+				t.Fatalf("the folder is at %s but its file at %s; want %s", dir.Path, f.Path, want)
+			}
+			if dir.Version != 1+writers {
+				t.Fatalf("folder version %d after %d moves; want %d", dir.Version, writers, 1+writers)
+			}
+		})
+	})
+}
