@@ -667,9 +667,9 @@ func (u *upload) record(ctx context.Context, c model.Content, head []byte, maybe
 			return u.markDone(ctx, cur.ID, c.SHA256)
 		}
 	}
-	unlock := h.serialise()
+	// On SQLite, concurrent uploads' rows share one group commit (see
+	// model.Repo); queuing them here first would give each its own.
 	n, _, old, err := h.store.Repo.PutFile(ctx, folder, s.Name, c, meta, s.OwnerUserID, model.Cond{})
-	unlock()
 	if err != nil {
 		return modelErr(err)
 	}

@@ -124,21 +124,6 @@ type Handler struct {
 	tusd   http.Handler
 	mu     sync.Mutex
 	closed bool
-	// sqliteWrites queues this door's write transactions on SQLite in
-	// Go rather than in SQLite's busy handler, which sleeps in steps of
-	// milliseconds and so caps concurrent small uploads at a few hundred
-	// a second. nil on PostgreSQL.
-	sqliteWrites *sync.Mutex
-}
-
-// serialise holds the SQLite write queue, if any, until the returned
-// function is called.
-func (h *Handler) serialise() func() {
-	if h.sqliteWrites == nil {
-		return func() {}
-	}
-	h.sqliteWrites.Lock()
-	return h.sqliteWrites.Unlock
 }
 
 // New builds the door over the store, creating nothing until requests
@@ -169,9 +154,6 @@ func New(cfg Config, store *model.Store, authz Authorizer) (*Handler, error) {
 	}
 	db := store.Repo.DB()
 	h := &Handler{cfg: cfg, store: store, db: db, authz: authz, log: cfg.Log}
-	if !model.IsPostgres(db) {
-		h.sqliteWrites = new(sync.Mutex)
-	}
 	h.locks = NewLocker(db, cfg.LockLease, cfg.Log)
 	ds := &dataStore{h: h}
 	composer := handler.NewStoreComposer()

@@ -3,8 +3,11 @@ package tus_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,5 +185,84 @@ func TestExpirationSweep(t *testing.T) {
 			t.Fatalf("bytes left after sweep: %v", left)
 		}
 		e.file("/done") // a finished file outlives its upload URL
+	})
+}
+
+// TestConcurrentSmallUploads sends many creation-with-upload requests at
+// once, as a phone syncing a folder of scans does: distinct names, and a
+// few racing for one name. On SQLite their rows share group commits (each
+// in its own savepoint), so one upload's failure must not touch another's.
+// Every upload must answer 201 and its file hold exactly its bytes; the
+// racers leave one live file whose content is one of theirs, at a version
+// that counts every racer.
+func TestConcurrentSmallUploads(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newEnv(t, db, "", tus.Config{})
+		e.mkdir("/sync")
+		const distinct, racers = 24, 6
+		type sent struct {
+			name string
+			body []byte
+		}
+		var all []sent
+		for i := range distinct {
+			all = append(all, sent{fmt.Sprintf("scan-%02d.dcm", i), data(64<<10+i, byte(i))})
+		}
+		for i := range racers {
+			all = append(all, sent{"shared.dcm", data(32<<10, byte(100+i))})
+		}
+		statuses := make([]int, len(all))
+		errs := make([]error, len(all))
+		var wg sync.WaitGroup
+		for i, s := range all {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := http.NewRequest("POST", e.url(), bytes.NewReader(s.body))
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				r.SetBasicAuth("alice", "x")
+				r.Header.Set("Tus-Resumable", "1.0.0")
+				r.Header.Set("Upload-Length", strconv.Itoa(len(s.body)))
+				r.Header.Set("Upload-Metadata", meta("filename", s.name, "folder", "/sync"))
+				r.Header.Set("Content-Type", "application/offset+octet-stream")
+				resp, err := http.DefaultClient.Do(r)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses[i] = resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		for i, s := range all {
+			if errs[i] != nil || statuses[i] != 201 {
+				t.Fatalf("upload %d (%s): status %d, err %v", i, s.name, statuses[i], errs[i])
+			}
+		}
+		for _, s := range all[:distinct] {
+			n, got := e.file("/sync/" + s.name)
+			if !bytes.Equal(got, s.body) || n.SHA256 != sum256(s.body) || n.Size != int64(len(s.body)) {
+				t.Fatalf("%s: content, size or SHA-256 differs from what was sent", s.name)
+			}
+		}
+		n, got := e.file("/sync/shared.dcm")
+		matched := false
+		for _, s := range all[distinct:] {
+			matched = matched || bytes.Equal(got, s.body) && n.SHA256 == sum256(s.body)
+		}
+		if !matched {
+			t.Fatal("shared.dcm holds bytes none of the racers sent")
+		}
+		if n.Version != racers {
+			t.Fatalf("shared.dcm is at version %d after %d uploads; want %d", n.Version, racers, racers)
+		}
+		if left := e.leftovers(); len(left) != 0 {
+			t.Fatalf("leftover partial uploads: %v", left)
+		}
 	})
 }
