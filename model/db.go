@@ -129,6 +129,18 @@ func IsPostgres(db bun.IDB) bool {
 	return db.Dialect().Name().String() == "pg"
 }
 
+// isLockConflict reports whether err is PostgreSQL ending a transaction
+// to break a deadlock (40P01) or a serialization failure (40001): the
+// transaction did nothing and may run again.
+func isLockConflict(err error) bool {
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) {
+		c := pgErr.Field('C')
+		return c == "40P01" || c == "40001"
+	}
+	return false
+}
+
 // isUniqueViolation reports whether err is a unique-constraint failure on
 // either database, so callers can turn it into ErrExists.
 func isUniqueViolation(err error) bool {

@@ -132,10 +132,12 @@ func (r *Repo) CreateFolder(ctx context.Context, parent *Node, name, creator str
 		CreatedAt: now, UpdatedAt: now, ModTime: now,
 	}
 	err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		if err := requireLiveFolder(ctx, tx, parent.ID); err != nil {
+		p, err := lockParent(ctx, tx, parent.ID)
+		if err != nil {
 			return err
 		}
-		_, err := tx.NewInsert().Model(n).Exec(ctx)
+		n.Path, n.Lineage = JoinPath(p.Path, name), p.Lineage+"/"+id
+		_, err = tx.NewInsert().Model(n).Exec(ctx)
 		return err
 	})
 	if err != nil {
@@ -145,20 +147,43 @@ func (r *Repo) CreateFolder(ctx context.Context, parent *Node, name, creator str
 	return n, nil
 }
 
-// requireLiveFolder re-reads a parent inside a transaction, so a folder
-// archived or moved meanwhile cannot gain children.
-func requireLiveFolder(ctx context.Context, tx bun.IDB, id string) error {
-	p, err := nodeByID(ctx, tx, id)
-	if err != nil {
-		return err
+// lockParent re-reads a folder that is about to gain a child or a new
+// member, inside the transaction that adds it, and returns it: the
+// child's path and lineage come from this row, never from one read
+// before. On PostgreSQL the row is read FOR KEY SHARE: a move of the
+// folder or of a folder above it (which locks its subtree FOR UPDATE, see
+// lockSubtree) waits for this transaction, and one already under way
+// makes this read wait and then see the folder where the move put it.
+// SQLite has one writer, whose transaction sees every commit. It returns
+// ErrNotFound for a missing or archived folder and ErrConflict for a file.
+func lockParent(ctx context.Context, tx bun.IDB, id string) (*Node, error) {
+	if !plainText(id) {
+		return nil, ErrNotFound
+	}
+	p := new(Node)
+	q := tx.NewSelect().Model(p).Where("n.id = ?", id)
+	if IsPostgres(tx) {
+		q = q.For("KEY SHARE OF n")
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, dbErr(err)
 	}
 	if p.Archived() || p.Status != StatusCompleted {
-		return ErrNotFound
+		return nil, ErrNotFound
 	}
 	if !p.IsDir {
-		return fmt.Errorf("%w: parent is not a folder", ErrConflict)
+		return nil, fmt.Errorf("%w: parent is not a folder", ErrConflict)
 	}
-	return nil
+	return p, nil
+}
+
+// parentLock is the locking clause lockParent's read takes, for a
+// statement that reads the parent row under alias; empty on SQLite.
+func parentLock(db bun.IDB, alias string) string {
+	if IsPostgres(db) {
+		return "FOR KEY SHARE OF " + alias
+	}
+	return ""
 }
 
 // folderAndLive checks, in one round trip, that folderID is a live folder
@@ -289,7 +314,11 @@ func (r *Repo) replaceOrInsert(ctx context.Context, tx bun.Tx, parent *Node, nam
 		return nil, false, "", err
 	}
 	if existing == nil {
-		n = newFile(parent, name, c, meta, actor, now, mod)
+		p, err := lockParent(ctx, tx, parent.ID)
+		if err != nil {
+			return nil, false, "", err
+		}
+		n = newFile(p, name, c, meta, actor, now, mod)
 		_, err = tx.NewInsert().Model(n).Exec(ctx)
 		return n, true, "", err
 	}
@@ -336,12 +365,13 @@ func updateVersioned(ctx context.Context, tx bun.Tx, n *Node, cols ...string) er
 	return nil
 }
 
-// retryRaced runs write again while it loses races, a bounded number of
+// retryRaced runs write again while it loses races (errRaced, or a
+// PostgreSQL deadlock between two writers' row locks), a bounded number of
 // times. It returns write's last error, or ErrConflict when every attempt
 // lost.
 func retryRaced(write func() error) error {
 	for range maxRaceRetries {
-		if err := write(); !errors.Is(err, errRaced) {
+		if err := write(); !errors.Is(err, errRaced) && !isLockConflict(err) {
 			return err
 		}
 	}
@@ -377,6 +407,7 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 		FALSE, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?
 	FROM nodes AS p
 	WHERE p.id = ? AND p.is_dir AND p.archived_at IS NULL AND p.status = ?
+	`+parentLock(db, "p")+`
 	ON CONFLICT DO NOTHING
 	RETURNING path, lineage`,
 			n.ID, name, name, name, n.ID,

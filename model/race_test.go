@@ -154,3 +154,71 @@ func TestRacingWritersOfOneFile(t *testing.T) {
 		})
 	})
 }
+
+// TestRacingTreeChanges moves a folder, moves a folder inside it, and
+// writes new files into the inner one, all at once, round after round.
+// Every node stores its path and lineage, so each of these writes derives
+// rows from other rows; on PostgreSQL, without locks, a file written while
+// its folder moved kept the folder's old path, and a folder moved while
+// its parent moved was rewritten from a stale picture. After every round
+// each row's path and lineage must follow from its parent's.
+func TestRacingTreeChanges(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		repo := model.NewRepo(db)
+		m := tree(t, repo, "/n/", "/n/a/", "/n/a/b/", "/n/a/b/f.dcm", "/n/x/")
+		for round := range 15 {
+			top, err := repo.LiveByPath(ctx, "/n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, err := repo.LiveByPath(ctx, "/n/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, _ := repo.NodeByID(ctx, m["/n/a"].ID)
+			b, _ := repo.NodeByID(ctx, m["/n/a/b"].ID)
+			errs := race(5, func(i int) error {
+				var err error
+				switch i {
+				case 0:
+					_, _, err = repo.Move(ctx, a, top, fmt.Sprintf("a%d", round), false)
+				case 1:
+					_, _, err = repo.Move(ctx, b, x, fmt.Sprintf("b%d", round), false)
+				default:
+					_, _, _, err = repo.PutFile(ctx, b, fmt.Sprintf("new%d-%d.dcm", round, i),
+						model.Content{BlobKey: model.NewID(), Size: 1, SHA256: strings.Repeat("ab", 32)}, model.FileMeta{}, "u1", model.Cond{})
+				}
+				return err
+			})
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("round %d, writer %d: %v", round, i, err)
+				}
+			}
+			var rows []*model.Node
+			if err := db.NewSelect().Model(&rows).Scan(ctx); err != nil {
+				t.Fatal(err)
+			}
+			byID := map[string]*model.Node{}
+			for _, r := range rows {
+				byID[r.ID] = r
+			}
+			for _, r := range rows {
+				p := byID[r.ParentID]
+				if r.ID == model.RootID || p == nil {
+					continue
+				}
+				if r.Path != model.JoinPath(p.Path, r.Name) || r.Lineage != p.Lineage+"/"+r.ID {
+					t.Fatalf("round %d: %s (lineage %s) sits under %s (lineage %s)", round, r.Path, r.Lineage, p.Path, p.Lineage)
+				}
+			}
+			// Put the inner folder back for the next round.
+			b, _ = repo.NodeByID(ctx, m["/n/a/b"].ID)
+			a, _ = repo.NodeByID(ctx, m["/n/a"].ID)
+			if _, _, err := repo.Move(ctx, b, a, "b", false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

@@ -2,6 +2,8 @@ package model
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,17 +31,14 @@ func (r *Repo) Move(ctx context.Context, n *Node, newParent *Node, newName strin
 	err = retryRaced(func() error {
 		return r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 			moved, replaced = nil, nil
-			cur, err := nodeByID(ctx, tx, n.ID)
+			cur, err := lockSubtree(ctx, tx, n.ID)
 			if err != nil {
 				return err
 			}
 			if cur.Archived() || cur.Status != StatusCompleted {
 				return ErrNotFound
 			}
-			if err := requireLiveFolder(ctx, tx, newParent.ID); err != nil {
-				return err
-			}
-			np, err := nodeByID(ctx, tx, newParent.ID)
+			np, err := lockParent(ctx, tx, newParent.ID)
 			if err != nil {
 				return err
 			}
@@ -150,7 +149,7 @@ func (r *Repo) Restore(ctx context.Context, id string) (*Node, error) {
 		if !n.Archived() {
 			return fmt.Errorf("%w: not archived", ErrNotFound)
 		}
-		if err := requireLiveFolder(ctx, tx, n.ParentID); err != nil {
+		if _, err := lockParent(ctx, tx, n.ParentID); err != nil {
 			return err
 		}
 		at := *n.ArchivedAt
@@ -282,4 +281,40 @@ func (r *Repo) UpdateMeta(ctx context.Context, id string, p MetaPatch) (*Node, e
 		return err
 	})
 	return out, err
+}
+
+// lockSubtree reads the node a move is about to change and, on
+// PostgreSQL, locks it and everything below it FOR UPDATE before the move
+// computes new paths from it. A file write into the subtree (which reads
+// its folder FOR KEY SHARE, see lockParent) then either finished before,
+// and the move rewrites the new row's path with the rest, or waits and
+// computes its path from the moved folder. A move of a folder above, or
+// of one below, waits as well, so two moves never rewrite one subtree from
+// different pictures of it. It returns ErrNotFound.
+func lockSubtree(ctx context.Context, tx bun.Tx, id string) (*Node, error) {
+	if !IsPostgres(tx) {
+		return nodeByID(ctx, tx, id) // one writer: nothing moves under it
+	}
+	if !plainText(id) {
+		return nil, ErrNotFound
+	}
+	cur := new(Node)
+	// Locking the node first pins its lineage: a move above it must
+	// update this row, and waits. Every move locks top-down (the node,
+	// then its subtree in lineage order, parents before children), so two
+	// moves of nested folders queue instead of each holding what the
+	// other needs; a deadlock PostgreSQL still finds (a folder moved into
+	// another's subtree while that one moves) is retried by the caller.
+	if err := tx.NewSelect().Model(cur).Where("n.id = ?", id).For("UPDATE OF n").Scan(ctx); err != nil {
+		return nil, dbErr(err)
+	}
+	if cur.IsDir {
+		lo, hi := descendantRange(cur.Lineage)
+		var ids []string
+		if err := tx.NewSelect().Table("nodes").Column("id").Where("lineage > ?", lo).Where("lineage < ?", hi).
+			Order("lineage").For("UPDATE").Scan(ctx, &ids); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, dbErr(err)
+		}
+	}
+	return cur, nil
 }
