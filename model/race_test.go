@@ -222,3 +222,42 @@ func TestRacingTreeChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestArchiveRacingWrites archives a folder while files are written into
+// a folder inside it: each write either lands before and is archived with
+// the rest, or fails because the folder is gone. None may stay live under
+// an archived folder, where no path or listing could reach it.
+func TestArchiveRacingWrites(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		repo := model.NewRepo(db)
+		for round := range 10 {
+			top := fmt.Sprintf("/z%d", round)
+			m := tree(t, repo, top+"/", top+"/sub/")
+			errs := race(6, func(i int) error {
+				if i == 0 {
+					_, err := repo.Archive(ctx, m[top].ID)
+					return err
+				}
+				_, _, _, err := repo.PutFile(ctx, m[top+"/sub"], fmt.Sprintf("f%d.dcm", i),
+					model.Content{BlobKey: model.NewID(), Size: 1, SHA256: strings.Repeat("ab", 32)}, model.FileMeta{}, "u1", model.Cond{})
+				return err
+			})
+			if errs[0] != nil {
+				t.Fatalf("round %d: archive: %v", round, errs[0])
+			}
+			for i, err := range errs[1:] {
+				if err != nil && !errors.Is(err, model.ErrNotFound) {
+					t.Fatalf("round %d, writer %d: %v, want success or ErrNotFound", round, i+1, err)
+				}
+			}
+			live, err := db.NewSelect().Table("nodes").Where("path LIKE ?", top+"/%").Where("archived_at IS NULL").Count(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if live != 0 {
+				t.Fatalf("round %d: %d nodes stay live under the archived %s", round, live, top)
+			}
+		}
+	})
+}

@@ -116,21 +116,25 @@ func (r *Repo) Archive(ctx context.Context, id string) (*Node, error) {
 		return nil, fmt.Errorf("%w: the root cannot be archived", ErrConflict)
 	}
 	var out *Node
-	err := r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		n, err := nodeByID(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if n.Archived() {
-			return ErrNotFound
-		}
-		at := r.now()
-		if err := archiveTree(ctx, tx, n, at); err != nil {
-			return err
-		}
-		n.ArchivedAt = &at
-		out = n
-		return nil
+	// Locked like a move, so a file written into the subtree meanwhile is
+	// archived with it rather than left live under an archived folder.
+	err := retryRaced(func() error {
+		return r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+			n, err := lockSubtree(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if n.Archived() {
+				return ErrNotFound
+			}
+			at := r.now()
+			if err := archiveTree(ctx, tx, n, at); err != nil {
+				return err
+			}
+			n.ArchivedAt = &at
+			out = n
+			return nil
+		})
 	})
 	return out, err
 }
@@ -283,7 +287,7 @@ func (r *Repo) UpdateMeta(ctx context.Context, id string, p MetaPatch) (*Node, e
 	return out, err
 }
 
-// lockSubtree reads the node a move is about to change and, on
+// lockSubtree reads the node a move or archive is about to change and, on
 // PostgreSQL, locks it and everything below it FOR UPDATE before the move
 // computes new paths from it. A file write into the subtree (which reads
 // its folder FOR KEY SHARE, see lockParent) then either finished before,
