@@ -261,3 +261,39 @@ func TestArchiveRacingWrites(t *testing.T) {
 		}
 	})
 }
+
+// TestRacingMetadataPatches patches different fields of one file at once,
+// as a tagging tool and a viewer setting the title do: every field must
+// keep the value its patch set.
+func TestRacingMetadataPatches(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		repo := model.NewRepo(db)
+		for round := range 10 {
+			path := fmt.Sprintf("/meta%d.dcm", round)
+			f := tree(t, repo, path)[path]
+			title, source, desc, tags, phi := "T", "scanner-3", "D", []string{"ct"}, true
+			patches := []model.MetaPatch{{Title: &title}, {Source: &source}, {Description: &desc}, {Tags: &tags}, {PHI: &phi}}
+			errs := race(len(patches), func(i int) error {
+				_, err := repo.UpdateMeta(ctx, f.ID, patches[i])
+				return err
+			})
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("patch %d: %v", i, err)
+				}
+			}
+			got, err := repo.NodeByID(ctx, f.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Title != title || got.Source != source || got.Description != desc || len(got.Tags) != 1 || got.Tags[0] != "ct" || !got.PHI {
+				t.Fatalf("round %d: a patch was lost: title %q source %q description %q tags %v phi %v",
+					round, got.Title, got.Source, got.Description, got.Tags, got.PHI)
+			}
+			if got.MimeType != "text/plain" {
+				t.Fatalf("round %d: mime type %q; no patch named it", round, got.MimeType)
+			}
+		}
+	})
+}

@@ -256,30 +256,40 @@ func (r *Repo) UpdateMeta(ctx context.Context, id string, p MetaPatch) (*Node, e
 		if n.Archived() {
 			return ErrNotFound
 		}
+		// Only the fields the patch names are written, so two patches of
+		// different fields at once both stay (each read the row before
+		// the other wrote it).
+		cols := []string{"updated_at"}
 		if p.Tags != nil {
 			n.Tags = cleanTags(*p.Tags)
+			cols = append(cols, "tags")
 		}
 		if p.Title != nil {
 			n.Title = *p.Title
+			cols = append(cols, "title")
 		}
 		if p.Description != nil {
 			n.Description = *p.Description
+			cols = append(cols, "description")
 		}
 		if p.Source != nil {
 			n.Source = *p.Source
+			cols = append(cols, "source")
 		}
 		if p.PHI != nil {
 			n.PHI = *p.PHI
+			cols = append(cols, "phi")
 		}
 		if p.MimeType != nil {
 			n.MimeType = *p.MimeType
+			cols = append(cols, "mime_type")
 		}
 		if p.ModTime != nil {
 			n.ModTime = p.ModTime.UTC().Truncate(time.Microsecond)
+			cols = append(cols, "mod_time")
 		}
 		n.UpdatedAt = r.now()
-		_, err = tx.NewUpdate().Model(n).ModelTableExpr("nodes").
-			Column("tags", "title", "description", "source", "phi", "mime_type", "mod_time", "updated_at").
+		_, err = tx.NewUpdate().Model(n).ModelTableExpr("nodes").Column(cols...).
 			Where("id = ?", n.ID).Exec(ctx)
 		out = n
 		return err
