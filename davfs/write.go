@@ -1,6 +1,7 @@
 package davfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -270,16 +271,27 @@ func (h *Handler) put(q *request) {
 		return
 	}
 	body := &fullBody{r: q.r.Body, want: q.r.ContentLength}
+	checked := time.Now()
 	out, created, err := h.fs.store.Put(q.ctx, model.PutRequest{
 		Parent: parent, Name: base, Body: body, Actor: q.actor.ID, Cond: cond,
 		Meta: model.FileMeta{ModTime: mtime}, MaxSize: h.cfg.MaxUploadBytes,
+		BeforeRecord: func(ctx context.Context) error {
+			if time.Since(checked) < lockRecheckAfter {
+				return nil
+			}
+			return h.recheckLocks(ctx, q, c)
+		},
 	})
 	if err != nil {
-		if errors.Is(err, model.ErrConflict) {
+		var le *lockedError
+		switch {
+		case errors.As(err, &le):
+			h.lockedAnswer(q, le)
+		case errors.Is(err, model.ErrConflict):
 			http.Error(q.w, "a folder has that name", http.StatusMethodNotAllowed)
-			return
+		default:
+			h.fail(q, err)
 		}
-		h.fail(q, err)
 		return
 	}
 	q.w.Header().Set("ETag", out.ETag)
@@ -292,6 +304,26 @@ func (h *Handler) put(q *request) {
 		return
 	}
 	q.w.WriteHeader(http.StatusNoContent)
+}
+
+// lockRecheckAfter is how long a PUT's body may take before the locks are
+// checked again when it is complete. A lock another client takes while a
+// large body uploads must stop it from replacing the content, as it would
+// have had the body arrived after the lock; a body faster than this
+// leaves the same window the commit itself does, and spares small writes
+// a query.
+const lockRecheckAfter = 100 * time.Millisecond
+
+// recheckLocks checks the locks that apply to change c again, as
+// preconditions did before the body came, and returns a *lockedError when
+// one taken since blocks the request.
+func (h *Handler) recheckLocks(ctx context.Context, q *request, c change) error {
+	lookup := append(append([]string(nil), c.paths...), c.members...)
+	locks, err := h.fs.locks.Around(ctx, lookup, c.below)
+	if err != nil {
+		return err
+	}
+	return h.checkLocks(q, locks, c)
 }
 
 // httpConditions checks If-Match and If-None-Match against the current

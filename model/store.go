@@ -62,13 +62,19 @@ type PutRequest struct {
 	// MaxSize caps the body; zero means no cap. A longer body fails with
 	// ErrTooLarge and changes nothing.
 	MaxSize int64
+	// BeforeRecord, when set, runs once the body is complete and durable
+	// and before the content switches; an error from it changes nothing
+	// and is returned as it is. Checks made before a long body (WebDAV
+	// locks taken by others meanwhile) can be made again here.
+	BeforeRecord func(ctx context.Context) error
 }
 
 // Put streams a body into a new blob and then records it as the content of
 // parent/name in one transaction, so the old content stays visible until
 // the new bytes are complete and durable. A body that fails or is cut off
 // changes nothing. It returns the node and whether it was created, and the
-// errors of Repo.PutFile plus ErrTooLarge, ErrNoSpace and ErrUnavailable.
+// errors of Repo.PutFile plus ErrTooLarge, ErrNoSpace, ErrUnavailable and
+// whatever p.BeforeRecord returns.
 func (s *Store) Put(ctx context.Context, p PutRequest) (*Node, bool, error) {
 	c, mime, err := s.WriteBlob(ctx, p.Name, p.Body, p.MaxSize)
 	if err != nil {
@@ -76,6 +82,12 @@ func (s *Store) Put(ctx context.Context, p PutRequest) (*Node, bool, error) {
 	}
 	if p.Meta.MimeType == "" {
 		p.Meta.MimeType = mime
+	}
+	if p.BeforeRecord != nil {
+		if err := p.BeforeRecord(ctx); err != nil {
+			s.deleteBlob(ctx, c.BlobKey) // no row refers to it yet
+			return nil, false, err
+		}
 	}
 	n, created, old, err := s.Repo.PutFile(ctx, p.Parent, p.Name, c, p.Meta, p.Actor, p.Cond)
 	if err != nil {
