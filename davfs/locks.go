@@ -173,6 +173,30 @@ func (ls *LockSystem) query(ctx context.Context, db bun.IDB, paths, below []stri
 	return out, nil
 }
 
+// Protects reports whether an unexpired lock stops a writer holding no
+// token from changing the resource at the clean path p: a lock on p, or a
+// depth-infinity lock on a folder above it. With subtree, a lock on
+// anything below p counts too, for writes that remove or move p with its
+// subtree. A lock on a folder protects its membership, so a writer that
+// adds or removes a member asks about the folder. It returns the
+// database's errors.
+func (ls *LockSystem) Protects(ctx context.Context, p string, subtree bool) (bool, error) {
+	var below []string
+	if subtree {
+		below = []string{p}
+	}
+	locks, err := ls.query(ctx, ls.db, []string{p}, below)
+	if err != nil {
+		return false, err
+	}
+	for _, l := range locks {
+		if l.covers(p) || subtree && model.IsWithin(l.Root, p) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // Covering returns the unexpired locks that apply to the resource at the
 // clean path p: locks on p itself and depth-infinity locks on a folder
 // above it.

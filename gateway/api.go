@@ -14,6 +14,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/filegate/filegate/davfs"
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/policy"
 )
@@ -72,6 +73,8 @@ type api struct {
 	pol   policyStore
 	audit *model.AuditLog
 	cfg   APIConfig
+	// locks are the WebDAV door's, which API writes honour too.
+	locks *davfs.LockSystem
 
 	trgmOnce sync.Once
 	trgm     bool
@@ -102,7 +105,7 @@ func (s *Server) MountAPI(cfg APIConfig) error {
 		cfg.Clock = time.Now
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	a := &api{Authorizer: s.authz, s: s, pol: pol, audit: s.repo.NewAuditLog(), cfg: cfg}
+	a := &api{Authorizer: s.authz, s: s, pol: pol, audit: s.repo.NewAuditLog(), cfg: cfg, locks: davfs.NewLockSystem(s.repo.DB())}
 	s.authz = a
 	routes := []struct {
 		pattern string

@@ -345,6 +345,9 @@ func (a *api) recordUpload(r *http.Request, u *upload) (*model.Node, *model.File
 	if u.f.mimeType != "" || u.sniffed != "" {
 		meta.MimeType = chooseMIME(u.f.mimeType, u.sniffed)
 	}
+	if err := a.unlocked(ctx, nil, false, u.parent.Path); err != nil {
+		return nil, nil, "", err
+	}
 	n, _, _, err := a.s.repo.PutFile(ctx, u.parent, u.f.name, *u.content, meta, actor, model.Cond{NoOverwrite: true})
 	if err != nil {
 		return nil, nil, "", err
@@ -535,6 +538,10 @@ func (a *api) patchFile(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+		if err := a.unlocked(ctx, []string{n.Path}, true, parentPath(n.Path), dst.Path); err != nil {
+			a.s.writeError(w, r, err)
+			return
+		}
 		moved, _, err := a.s.repo.Move(ctx, n, dst, name, false)
 		if err != nil {
 			a.s.writeError(w, r, err)
@@ -582,6 +589,10 @@ func (a *api) putContent(w http.ResponseWriter, r *http.Request) {
 		a.s.writeError(w, r, model.ErrNotFound)
 		return
 	}
+	if err := a.unlocked(r.Context(), []string{n.Path}, false); err != nil {
+		a.s.writeError(w, r, err)
+		return
+	}
 	declared := r.URL.Query().Get("mimeType")
 	// Replace sniffs the type when none is declared; a declared type is
 	// checked against the sniffed one after the write.
@@ -611,6 +622,10 @@ func (a *api) deleteFile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	if err := a.unlocked(ctx, []string{n.Path}, true, parentPath(n.Path)); err != nil {
+		a.s.writeError(w, r, err)
+		return
+	}
 	if !purge {
 		if _, err := a.s.repo.Archive(ctx, n.ID); err != nil {
 			a.s.writeError(w, r, err)

@@ -27,6 +27,7 @@ var statusOf = []struct {
 	{policy.ErrInvalid, http.StatusBadRequest, "invalid_rule", "A policy rule is malformed."},
 	{model.ErrNotEmpty, http.StatusConflict, "not_empty", "The folder is not empty."},
 	{model.ErrPrecondition, http.StatusPreconditionFailed, "precondition_failed", "A precondition did not hold."},
+	{model.ErrLocked, http.StatusLocked, "locked", "A WebDAV lock protects the resource; its holder must release it first."},
 	{model.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; retry later."},
 	{model.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage", "There is not enough storage space."},
 	{model.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", "The request body is too large."},

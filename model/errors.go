@@ -31,4 +31,7 @@ var (
 	ErrNoSpace = errors.New("insufficient storage")
 	// ErrTooLarge means a body exceeded a configured size limit.
 	ErrTooLarge = errors.New("too large")
+	// ErrLocked means a WebDAV lock protects the resource and the writer
+	// holds no token for it (the files API has no way to submit one).
+	ErrLocked = errors.New("locked")
 )
