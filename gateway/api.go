@@ -105,7 +105,7 @@ func (s *Server) MountAPI(cfg APIConfig) error {
 		cfg.Clock = time.Now
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	a := &api{Authorizer: s.authz, s: s, pol: pol, audit: s.repo.NewAuditLog(), cfg: cfg, locks: davfs.NewLockSystem(s.repo.DB())}
+	a := &api{Authorizer: s.authz, s: s, pol: pol, audit: s.repo.NewAuditLog(), cfg: cfg, locks: s.davLocks}
 	s.authz = a
 	routes := []struct {
 		pattern string

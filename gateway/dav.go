@@ -23,7 +23,7 @@ const DAVPrefix = "/dav"
 // subject; refusals to anonymous callers get the same Basic challenge as
 // every other door.
 func (s *Server) DAVHandler() http.Handler {
-	fs := davfs.New(s.store, davfs.NewLockSystem(s.repo.DB()), s.log)
+	fs := davfs.New(s.store, s.davLocks, s.log)
 	cacheBytes := s.cfg.ListingCacheBytes
 	if cacheBytes == 0 {
 		cacheBytes = DefaultListingCacheBytes

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/filegate/filegate/davfs"
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/policy"
 )
@@ -84,6 +85,9 @@ type Server struct {
 	authn   *authenticator
 	metrics *metrics
 	mux     *http.ServeMux
+	// davLocks are the WebDAV locks, kept in the database, which every
+	// door honours.
+	davLocks *davfs.LockSystem
 	// doors are prefix-mounted protocol handlers that see the raw path
 	// (HandleDoor).
 	doors    []mountedDoor
@@ -122,6 +126,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, store: d.Store, repo: d.Store.Repo, authz: d.Authz, log: d.Log,
 		authn: newAuthenticator(d.Store.Repo), metrics: newMetrics(), mux: http.NewServeMux(),
+		davLocks: davfs.NewLockSystem(d.Store.Repo.DB()),
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)

@@ -75,3 +75,30 @@ func (a tusAuthz) MayStat(ctx context.Context, c tus.Caller, n *model.Node) bool
 	d, err := a.s.AuthorizeCtx(ctx, c.Subject, "stat", n)
 	return err == nil && d.Allowed
 }
+
+// Unlocked keeps WebDAV locks in force for tus uploads (tus.LockGuard): a
+// locked file, a folder with a depth-infinity lock above the file, or a
+// lock on the folder when the file is new, refuses the upload with 423.
+func (a tusAuthz) Unlocked(ctx context.Context, folder *model.Node, name string) error {
+	p := model.JoinPath(folder.Path, name)
+	for _, q := range []struct {
+		path    string
+		ifExist bool
+	}{{p, false}, {folder.Path, true}} {
+		held, err := a.s.davLocks.Protects(ctx, q.path, false)
+		if err != nil {
+			return err
+		}
+		if !held {
+			continue
+		}
+		if q.ifExist {
+			// A lock on the folder guards its membership: adding a file.
+			if _, err := a.s.repo.LiveByPath(ctx, p); err == nil {
+				continue // the file exists; its own locks were checked
+			}
+		}
+		return model.ErrLocked
+	}
+	return nil
+}

@@ -71,7 +71,18 @@ var (
 	errForbidden = tusError(http.StatusForbidden, "ERR_FORBIDDEN", "you may not write into the upload's folder")
 	errNoFolder  = tusError(http.StatusConflict, "ERR_FOLDER_NOT_FOUND", "the upload's folder does not exist")
 	errNoSpace   = tusError(http.StatusInsufficientStorage, "ERR_NO_SPACE", "the server is out of storage space")
+	errLocked    = tusError(http.StatusLocked, "ERR_LOCKED", "a WebDAV lock protects the target file or folder; retry once it is released")
 )
+
+// unlocked asks the authorizer's LockGuard, when it has one, whether the
+// file name in folder may be written.
+func (h *Handler) unlocked(ctx context.Context, folder *model.Node, name string) error {
+	g, ok := h.authz.(LockGuard)
+	if !ok || folder == nil || name == "" {
+		return nil
+	}
+	return g.Unlocked(ctx, folder, name)
+}
 
 // modelErr turns repository errors into tusd errors with a status.
 func modelErr(err error) error {
@@ -81,6 +92,8 @@ func modelErr(err error) error {
 		return nil
 	case errors.As(err, &te):
 		return err
+	case errors.Is(err, model.ErrLocked):
+		return errLocked
 	case errors.Is(err, model.ErrInvalid):
 		return tusError(http.StatusBadRequest, "ERR_INVALID", strings.TrimPrefix(err.Error(), model.ErrInvalid.Error()+": "))
 	case errors.Is(err, model.ErrExists), errors.Is(err, model.ErrConflict):
@@ -155,6 +168,9 @@ func (d *dataStore) NewUpload(ctx context.Context, info handler.FileInfo) (handl
 		}
 		if !h.authz.MayWrite(ctx, c, folder) {
 			return nil, errForbidden
+		}
+		if err := h.unlocked(ctx, folder, t.name); err != nil {
+			return nil, modelErr(err)
 		}
 	}
 	if !info.IsFinal {
@@ -666,6 +682,11 @@ func (u *upload) record(ctx context.Context, c model.Content, head []byte, maybe
 		if cur, err := h.store.Repo.LiveByPath(ctx, model.JoinPath(folder.Path, s.Name)); err == nil && cur.BlobKey == c.BlobKey {
 			return u.markDone(ctx, cur.ID, c.SHA256)
 		}
+	}
+	// A lock taken while the bytes came stops the file here; the upload
+	// stays, and finishes once the lock is gone (a HEAD finishes it).
+	if err := h.unlocked(ctx, folder, s.Name); err != nil {
+		return modelErr(err)
 	}
 	// On SQLite, concurrent uploads' rows share one group commit (see
 	// model.Repo); queuing them here first would give each its own.

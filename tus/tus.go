@@ -112,6 +112,15 @@ type Seer interface {
 	MayStat(ctx context.Context, c Caller, n *model.Node) bool
 }
 
+// LockGuard is an optional interface of an Authorizer: Unlocked returns
+// an error wrapping model.ErrLocked when a lock kept outside the door (a
+// WebDAV lock) protects the file name in folder, or folder's membership.
+// With it, the door refuses (423) to create an upload aimed at such a
+// file, and checks again before a finished upload replaces or adds it.
+type LockGuard interface {
+	Unlocked(ctx context.Context, folder *model.Node, name string) error
+}
+
 // Handler serves the door. It is an http.Handler to mount at
 // Config.BasePath with the caller already in the request context.
 type Handler struct {
