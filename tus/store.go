@@ -684,9 +684,13 @@ func (u *upload) record(ctx context.Context, c model.Content, head []byte, maybe
 		}
 	}
 	// A lock taken while the bytes came stops the file here; the upload
-	// stays, and finishes once the lock is gone (a HEAD finishes it).
-	if err := h.unlocked(ctx, folder, s.Name); err != nil {
-		return modelErr(err)
+	// stays, and finishes once the lock is gone (a HEAD finishes it). A
+	// small upload finishing in the request that created it was checked
+	// a moment ago.
+	if !u.fresh {
+		if err := h.unlocked(ctx, folder, s.Name); err != nil {
+			return modelErr(err)
+		}
 	}
 	// On SQLite, concurrent uploads' rows share one group commit (see
 	// model.Repo); queuing them here first would give each its own.
