@@ -173,25 +173,32 @@ func (ls *LockSystem) query(ctx context.Context, db bun.IDB, paths, below []stri
 	return out, nil
 }
 
-// Protects reports whether an unexpired lock stops a writer holding no
-// token from changing the resource at the clean path p: a lock on p, or a
-// depth-infinity lock on a folder above it. With subtree, a lock on
-// anything below p counts too, for writes that remove or move p with its
-// subtree. A lock on a folder protects its membership, so a writer that
-// adds or removes a member asks about the folder. It returns the
-// database's errors.
-func (ls *LockSystem) Protects(ctx context.Context, p string, subtree bool) (bool, error) {
+// Protects reports, in one query, whether an unexpired lock stops a
+// writer holding no token from changing the resources at the clean paths
+// own (a lock on one of them, or a depth-infinity lock on a folder above
+// it; with subtree, also a lock on anything below it, for writes that
+// remove or move a resource with its subtree) or the membership of the
+// folders in members (a lock on the folder itself, of any depth, or a
+// depth-infinity lock above it). It returns the database's errors.
+func (ls *LockSystem) Protects(ctx context.Context, own []string, subtree bool, members []string) (bool, error) {
 	var below []string
 	if subtree {
-		below = []string{p}
+		below = own
 	}
-	locks, err := ls.query(ctx, ls.db, []string{p}, below)
+	locks, err := ls.query(ctx, ls.db, append(append([]string(nil), own...), members...), below)
 	if err != nil {
 		return false, err
 	}
 	for _, l := range locks {
-		if l.covers(p) || subtree && model.IsWithin(l.Root, p) {
-			return true, nil
+		for _, p := range own {
+			if l.covers(p) || subtree && model.IsWithin(l.Root, p) {
+				return true, nil
+			}
+		}
+		for _, m := range members {
+			if l.covers(m) {
+				return true, nil
+			}
 		}
 	}
 	return false, nil

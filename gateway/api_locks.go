@@ -14,25 +14,12 @@ import (
 // which a lock on the folder protects. The API has no way to submit a lock
 // token, so the holder releases the lock (or it times out) first.
 func (a *api) unlocked(ctx context.Context, own []string, subtree bool, members ...string) error {
-	check := func(p string, subtree bool) error {
-		held, err := a.locks.Protects(ctx, p, subtree)
-		if err != nil {
-			return err
-		}
-		if held {
-			return model.ErrLocked
-		}
-		return nil
+	held, err := a.locks.Protects(ctx, own, subtree, members)
+	if err != nil {
+		return err
 	}
-	for _, p := range own {
-		if err := check(p, subtree); err != nil {
-			return err
-		}
-	}
-	for _, p := range members {
-		if err := check(p, false); err != nil {
-			return err
-		}
+	if held {
+		return model.ErrLocked
 	}
 	return nil
 }

@@ -81,24 +81,21 @@ func (a tusAuthz) MayStat(ctx context.Context, c tus.Caller, n *model.Node) bool
 // lock on the folder when the file is new, refuses the upload with 423.
 func (a tusAuthz) Unlocked(ctx context.Context, folder *model.Node, name string) error {
 	p := model.JoinPath(folder.Path, name)
-	for _, q := range []struct {
-		path    string
-		ifExist bool
-	}{{p, false}, {folder.Path, true}} {
-		held, err := a.s.davLocks.Protects(ctx, q.path, false)
-		if err != nil {
-			return err
-		}
-		if !held {
-			continue
-		}
-		if q.ifExist {
-			// A lock on the folder guards its membership: adding a file.
-			if _, err := a.s.repo.LiveByPath(ctx, p); err == nil {
-				continue // the file exists; its own locks were checked
-			}
-		}
-		return model.ErrLocked
+	held, err := a.s.davLocks.Protects(ctx, []string{p}, false, []string{folder.Path})
+	if err != nil || !held {
+		return err
 	}
-	return nil
+	// Something is locked; only the file's own locks stop a replacement,
+	// while the folder's guard its membership, which only a new file
+	// changes. This rare path pays the two extra lookups.
+	own, err := a.s.davLocks.Protects(ctx, []string{p}, false, nil)
+	if err != nil {
+		return err
+	}
+	if !own {
+		if _, err := a.s.repo.LiveByPath(ctx, p); err == nil {
+			return nil
+		}
+	}
+	return model.ErrLocked
 }
