@@ -12,11 +12,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob"
 	"github.com/filegate/filegate/policy"
 )
 
@@ -68,17 +67,15 @@ func (a *api) serveContent(w http.ResponseWriter, r *http.Request, n *model.Node
 		disposition = "inline"
 	}
 	h.Set("Content-Disposition", contentDisposition(disposition, n.Name))
-	_, isFile := body.(syscall.Conn)
-	http.ServeContent(&jsonErrors{ResponseWriter: w, wide: !isFile}, r, n.Name, n.ModTime, body)
+	http.ServeContent(&jsonErrors{ResponseWriter: w}, r, n.Name, n.ModTime, body)
 }
 
 // jsonErrors turns the plain-text errors http.ServeContent writes (416,
 // 412) into the API's JSON error body, and otherwise passes everything
-// through, including ReadFrom so the sendfile path stays.
+// through; its ReadFrom sends the body in 4 MiB pieces (see blob.Copy).
 type jsonErrors struct {
 	http.ResponseWriter
 	failed bool
-	wide   bool // the body is not a local file: copy it in large writes
 }
 
 func (j *jsonErrors) WriteHeader(code int) {
@@ -106,35 +103,10 @@ func (j *jsonErrors) Write(b []byte) (int, error) {
 }
 
 func (j *jsonErrors) ReadFrom(src io.Reader) (int64, error) {
-	if j.wide && !j.failed {
-		return wideCopy(j.ResponseWriter, src)
+	if j.failed {
+		return io.Copy(io.Discard, src)
 	}
-	if rf, ok := j.ResponseWriter.(io.ReaderFrom); ok && !j.failed {
-		return rf.ReadFrom(src)
-	}
-	return io.Copy(struct{ io.Writer }{j}, src)
-}
-
-// Buffers of wideCopy: bodies above 1 MiB take 4 MiB ones, smaller
-// bodies 256 KiB ones.
-var (
-	copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-	wideBufs = sync.Pool{New: func() any { b := make([]byte, 4<<20); return &b }}
-)
-
-// wideCopy copies a body that is not a local file (an S3 object streaming
-// in) in writes of up to 4 MiB instead of the 32 KiB net/http's ReadFrom
-// uses when it cannot sendfile: a large transfer has megabytes queued on
-// the store's socket, and one read and one write per 4 MiB cost about a
-// quarter of the CPU of 32 KiB ones.
-func wideCopy(w http.ResponseWriter, src io.Reader) (int64, error) {
-	pool := &wideBufs
-	if lr, ok := src.(*io.LimitedReader); ok && lr.N <= 1<<20 {
-		pool = &copyBufs
-	}
-	b := pool.Get().(*[]byte)
-	defer pool.Put(b)
-	return io.CopyBuffer(struct{ io.Writer }{w}, src, *b)
+	return blob.Copy(j.ResponseWriter, src)
 }
 
 // contentDisposition builds an RFC 6266 header: a plain ASCII filename for

@@ -293,7 +293,9 @@ func (r *recorder) clearSendDeadline() {
 	}
 }
 
-// ReadFrom keeps the connection's sendfile path for blob downloads.
+// ReadFrom keeps the connection's own ReadFrom (sendfile or splice) for
+// bodies copied through it; blob downloads come through Write instead, in
+// 4 MiB pieces (see blob.Copy).
 func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
 	if !r.settle() {
 		return 0, errAuditFailed

@@ -6,11 +6,11 @@ import (
 	"io"
 	"log"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -23,12 +23,8 @@ type limitServer struct {
 	mu    sync.Mutex
 	sizes map[string]int64
 	ram   []byte
-	// shm is a tmpfs file of shmSize bytes for large GETs; nil without
-	// /dev/shm.
-	shm     *os.File
-	shmSize int64
-	ids     atomic.Int64
-	bufs    sync.Pool
+	ids   atomic.Int64
+	bufs  sync.Pool
 }
 
 func newLimitServer() *limitServer {
@@ -51,12 +47,19 @@ func (l *limitServer) discard(r io.Reader) int64 {
 	}
 }
 
-// ramOf returns size bytes of the RAM buffer, growing it when needed.
+// ramOf returns size bytes of the RAM buffer, growing it when needed. A
+// large buffer asks for transparent huge pages: on 4 KiB pages the first
+// 1 GiB sent from a fresh buffer went at a third of the speed of later
+// ones (until khugepaged had merged them), which made the first round's
+// ceiling lower than the targets it bounds.
 func (l *limitServer) ramOf(size int64) []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if int64(len(l.ram)) < size {
 		l.ram = make([]byte, size)
+		if size > 1<<20 {
+			_ = syscall.Madvise(l.ram, syscall.MADV_HUGEPAGE)
+		}
 		for i := 0; i < len(l.ram); i += len(pattern) {
 			copy(l.ram[i:], pattern)
 		}
@@ -64,39 +67,20 @@ func (l *limitServer) ramOf(size int64) []byte {
 	return l.ram[:size]
 }
 
-// fillShm puts size bytes into an unlinked file on tmpfs, which large GETs
-// are sent from with sendfile, as a server sends a file from the page
-// cache: copying a RAM buffer through write(2) would make the ceiling
-// lower than what a real server reaches.
-func (l *limitServer) fillShm(size int64) error {
-	f, err := os.CreateTemp("/dev/shm", "filegate-bench-limit-")
-	if err != nil {
-		return err
-	}
-	os.Remove(f.Name())
-	if _, err := newBody(size, 0).WriteTo(f); err != nil {
-		f.Close()
-		return err
-	}
-	l.shm, l.shmSize = f, size
-	return nil
-}
-
-// serveGet sends size bytes: small ones from the RAM buffer, large ones
-// from the tmpfs file through a descriptor of the request's own, so
-// concurrent GETs do not share a file offset.
+// serveGet sends size bytes from the RAM buffer in writes of up to 4 MiB:
+// no read, no file, one copy into the socket. That is the fastest way
+// found to send a body over loopback here; sendfile from tmpfs, which the
+// limit used before, measured 2.1–2.6 GB/s against 3.4–5.7 for these
+// writes, and filegate's own 4 MiB copies from the page cache beat it.
 func (l *limitServer) serveGet(w http.ResponseWriter, size int64) {
-	if l.shm == nil || size <= 1<<20 || size > l.shmSize {
-		w.Write(l.ramOf(size))
-		return
+	b := l.ramOf(size)
+	for len(b) > 0 {
+		k := min(len(b), 4<<20)
+		if _, err := w.Write(b[:k]); err != nil {
+			return
+		}
+		b = b[k:]
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", l.shm.Fd()))
-	if err != nil {
-		w.Write(l.ramOf(size))
-		return
-	}
-	defer f.Close()
-	io.Copy(w, io.LimitReader(f, size))
 }
 
 func (l *limitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -161,18 +145,12 @@ func (l *limitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func serveLimit(args []string) error {
 	fs := flag.NewFlagSet("serve-limit", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
-	ram := fs.Int64("ram", 0, "bytes of RAM (tmpfs) to fill before serving, so no GET pays for it")
+	ram := fs.Int64("ram", 0, "bytes of RAM to fill before serving, so no GET pays for it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	l := newLimitServer()
-	l.ramOf(min(*ram, 1<<20))
-	if *ram > 1<<20 {
-		if err := l.fillShm(*ram); err != nil {
-			log.Printf("no tmpfs file, large GETs come from a RAM buffer: %v", err)
-			l.ramOf(*ram)
-		}
-	}
+	l.ramOf(*ram)
 	srv := &http.Server{Addr: *listen, Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	log.Printf("limit server on %s", *listen)
 	if err := srv.ListenAndServe(); err != nil {
