@@ -115,7 +115,7 @@ func (h *Handler) copy(q *request, src, parent *model.Node, name string, depth i
 	if src.IsDir && depth == 0 {
 		out, replaced, err = h.fs.copyShallow(q, parent, name, overwrite)
 	} else {
-		out, replaced, err = h.fs.store.Copy(q.ctx, src, parent, name, q.actor.ID, overwrite)
+		out, replaced, err = h.fs.store.Copy(q.ctx, src, parent, name, q.actor.ID, q.actor.Quota, overwrite)
 	}
 	if err != nil {
 		return false, err

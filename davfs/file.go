@@ -118,7 +118,8 @@ func newWriteFile(ctx context.Context, f *FS, parent *model.Node, name string, e
 	}
 	file := &File{fs: f, ctx: ctx, node: pending, w: ws}
 	go func() {
-		n, _, err := f.store.Put(ctx, model.PutRequest{Parent: parent, Name: name, Body: pr, Actor: ActorFrom(ctx).ID})
+		n, _, err := f.store.Put(ctx, model.PutRequest{Parent: parent, Name: name, Body: pr, Actor: ActorFrom(ctx).ID,
+			Cond: model.Cond{Quota: ActorFrom(ctx).Quota}})
 		pr.CloseWithError(err) // unblocks a writer if Put gave up early
 		if err == nil {
 			ws.node = n

@@ -39,6 +39,9 @@ type Actor struct {
 	// Anonymous is true when the request presented no credentials, so a
 	// refusal asks for them (401) instead of forbidding (403).
 	Anonymous bool
+	// Quota is the storage quota the actor's writes are checked against;
+	// the zero value means none.
+	Quota model.Quota
 }
 
 type actorKey struct{}

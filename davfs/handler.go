@@ -48,9 +48,6 @@ type Config struct {
 	Challenge func(w http.ResponseWriter, r *http.Request)
 	// MaxUploadBytes caps a PUT body; zero means no cap.
 	MaxUploadBytes int64
-	// QuotaAvailable, when set, answers RFC 4331 quota-available-bytes
-	// for the actor; ok=false leaves the property out.
-	QuotaAvailable func(ctx context.Context, a Actor) (bytes int64, ok bool)
 	// Listings, when set, keeps rendered folder listings between
 	// requests (see ListingCache); nil renders every listing.
 	Listings *ListingCache
@@ -284,6 +281,10 @@ func (h *Handler) fail(q *request, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, model.ErrTooLarge):
 		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, model.ErrQuota):
+		// RFC 4331 section 6: the precondition the write broke.
+		writeError(q.w, http.StatusInsufficientStorage, "<D:quota-not-exceeded/>")
+		return
 	case errors.Is(err, model.ErrNoSpace):
 		status = http.StatusInsufficientStorage
 	case errors.Is(err, webdav.ErrLocked):

@@ -122,8 +122,12 @@ func (h *Handler) propfind(q *request) {
 		switch {
 		case name == pLockDiscovery:
 			wantLocks = true
-		case name == pQuotaAvail && h.cfg.QuotaAvailable != nil:
-			if v, ok := h.cfg.QuotaAvailable(q.ctx, q.actor); ok {
+		case name == pQuotaAvail && q.actor.Quota.Bytes > 0:
+			// What the actor may still store, wherever: their quota
+			// less the live files they created. Without a quota the
+			// property is left out rather than guessed from the disk.
+			if used, err := h.fs.store.Repo.QuotaUsed(q.ctx, q.actor.Quota.Account); err == nil {
+				v := max(0, q.actor.Quota.Bytes-used)
 				l.quota = &v
 			}
 		case !isLive(name):

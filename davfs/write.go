@@ -270,6 +270,11 @@ func (h *Handler) put(q *request) {
 	if !h.preconditions(q, c) {
 		return
 	}
+	cond.Quota = q.actor.Quota
+	if err := h.fs.store.QuotaRoom(q.ctx, cond.Quota, n, q.r.ContentLength); err != nil {
+		h.fail(q, err) // before the body: no point taking what cannot be kept
+		return
+	}
 	body := &fullBody{r: q.r.Body, want: q.r.ContentLength}
 	checked := time.Now()
 	out, created, err := h.fs.store.Put(q.ctx, model.PutRequest{

@@ -151,11 +151,14 @@ func (r admResp) json(t testing.TB, v any) {
 	}
 }
 
-func (r admResp) code() string {
+func (r admResp) code() string { return errorCode(r.body) }
+
+// errorCode is the code of a JSON error body, "" for any other body.
+func errorCode(body []byte) string {
 	var b struct {
 		Error struct{ Code string } `json:"error"`
 	}
-	json.Unmarshal(r.body, &b)
+	json.Unmarshal(body, &b)
 	return b.Error.Code
 }
 

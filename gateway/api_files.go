@@ -252,6 +252,11 @@ func (u *upload) readRaw(w http.ResponseWriter, r *http.Request) error {
 	if err := u.target(w, r); err != nil {
 		return err
 	}
+	// Refused before the body when its announced length cannot fit; the
+	// record checks again, atomically.
+	if err := u.a.s.store.QuotaRoom(r.Context(), PrincipalFrom(r.Context()).Quota(), nil, r.ContentLength); err != nil {
+		return err
+	}
 	c, sniffed, err := u.a.s.store.WriteBlob(r.Context(), u.f.name, r.Body, u.a.s.cfg.MaxUploadBytes)
 	if err != nil {
 		return err
@@ -348,7 +353,8 @@ func (a *api) recordUpload(r *http.Request, u *upload) (*model.Node, *model.File
 	if err := a.unlocked(ctx, nil, false, u.parent.Path); err != nil {
 		return nil, nil, "", err
 	}
-	n, _, _, err := a.s.repo.PutFile(ctx, u.parent, u.f.name, *u.content, meta, actor, model.Cond{NoOverwrite: true})
+	cond := model.Cond{NoOverwrite: true, Quota: PrincipalFrom(ctx).Quota()}
+	n, _, _, err := a.s.repo.PutFile(ctx, u.parent, u.f.name, *u.content, meta, actor, cond)
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -593,10 +599,15 @@ func (a *api) putContent(w http.ResponseWriter, r *http.Request) {
 		a.s.writeError(w, r, err)
 		return
 	}
+	cond := model.Cond{IfMatch: r.Header.Get("If-Match"), Quota: PrincipalFrom(r.Context()).Quota()}
+	if err := a.s.store.QuotaRoom(r.Context(), cond.Quota, n, r.ContentLength); err != nil {
+		a.s.writeError(w, r, err)
+		return
+	}
 	declared := r.URL.Query().Get("mimeType")
 	// Replace sniffs the type when none is declared; a declared type is
 	// checked against the sniffed one after the write.
-	out, err := a.s.store.Replace(r.Context(), n, r.Body, "", model.Cond{IfMatch: r.Header.Get("If-Match")}, a.s.cfg.MaxUploadBytes)
+	out, err := a.s.store.Replace(r.Context(), n, r.Body, "", cond, a.s.cfg.MaxUploadBytes)
 	if err != nil {
 		a.s.writeError(w, r, err)
 		return

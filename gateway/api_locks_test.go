@@ -39,12 +39,8 @@ func TestAPIHonoursWebDAVLocks(t *testing.T) {
 		locked := func(r result) {
 			t.Helper()
 			e.want(r, http.StatusLocked)
-			var body struct {
-				Error struct{ Code string } `json:"error"`
-			}
-			r.json(t, &body)
-			if body.Error.Code != "locked" {
-				t.Fatalf("code %q, want locked: %s", body.Error.Code, r.body)
+			if code := errorCode(r.body); code != "locked" {
+				t.Fatalf("code %q, want locked: %s", code, r.body)
 			}
 		}
 		file := "/api/v1/files/" + m.ID

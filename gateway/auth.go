@@ -48,6 +48,16 @@ func (p Principal) ActorID() string {
 	return ""
 }
 
+// Quota is the storage quota the principal's writes are checked against:
+// the user's own, or none for a token (whose files count against no
+// user: "token:<id>" creates them) and for anonymous requests.
+func (p Principal) Quota() model.Quota {
+	if p.User == nil {
+		return model.Quota{}
+	}
+	return model.Quota{Account: p.User.ID, Bytes: p.User.QuotaBytes}
+}
+
 type principalKey struct{}
 
 // WithPrincipal returns ctx carrying p.

@@ -50,7 +50,7 @@ func (s *Server) DAVHandler() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := PrincipalFrom(r.Context())
-		ctx := davfs.WithActor(r.Context(), davfs.Actor{Subject: p.Subject, ID: p.ActorID(), Anonymous: p.IsAnonymous()})
+		ctx := davfs.WithActor(r.Context(), davfs.Actor{Subject: p.Subject, ID: p.ActorID(), Anonymous: p.IsAnonymous(), Quota: p.Quota()})
 		h.ServeHTTP(w, r.WithContext(WithAuditSource(ctx, r)))
 	})
 }

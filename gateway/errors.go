@@ -29,6 +29,7 @@ var statusOf = []struct {
 	{model.ErrPrecondition, http.StatusPreconditionFailed, "precondition_failed", "A precondition did not hold."},
 	{model.ErrLocked, http.StatusLocked, "locked", "A WebDAV lock protects the resource; its holder must release it first."},
 	{model.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "The service is temporarily unavailable; retry later."},
+	{model.ErrQuota, http.StatusInsufficientStorage, "quota_exceeded", "The write would exceed your storage quota."},
 	{model.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage", "There is not enough storage space."},
 	{model.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", "The request body is too large."},
 	{context.Canceled, 499, "canceled", "The request was canceled."},

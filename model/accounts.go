@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -183,6 +184,39 @@ func (r *Repo) SetDisabled(ctx context.Context, name string, disabled bool) erro
 	return r.updateUser(ctx, name, func(q *bun.UpdateQuery) *bun.UpdateQuery {
 		return q.Set("disabled = ?", disabled)
 	})
+}
+
+// SetQuota sets the storage quota of a user: the most bytes the live files
+// they created may hold, checked by every door at each write (see
+// Cond.Quota). Zero removes the quota. Lowering it below what the user
+// already stores deletes nothing; their writes that add bytes fail until
+// they are under it again. It returns ErrNotFound, and ErrInvalid for a
+// negative size.
+func (r *Repo) SetQuota(ctx context.Context, name string, bytes int64) error {
+	if bytes < 0 {
+		return fmt.Errorf("%w: a quota cannot be negative", ErrInvalid)
+	}
+	return r.updateUser(ctx, name, func(q *bun.UpdateQuery) *bun.UpdateQuery {
+		return q.Set("quota_bytes = ?", bytes)
+	})
+}
+
+// QuotaUsed returns the bytes that count against a user's quota: the sizes
+// of the live files they created, wherever those are. Folders, archived
+// files and unfinished uploads do not count. It returns ErrUnavailable.
+func (r *Repo) QuotaUsed(ctx context.Context, userID string) (int64, error) {
+	return quotaUsed(ctx, r.db, userID)
+}
+
+func quotaUsed(ctx context.Context, db bun.IDB, userID string) (int64, error) {
+	var used sql.NullInt64
+	err := db.NewSelect().Table("nodes").ColumnExpr("SUM(size)").
+		Where("creator_id = ?", userID).Where("NOT is_dir").
+		Where("archived_at IS NULL").Where("status = ?", StatusCompleted).Scan(ctx, &used)
+	if err != nil {
+		return 0, dbErr(err)
+	}
+	return used.Int64, nil
 }
 
 func (r *Repo) updateUser(ctx context.Context, name string, set func(*bun.UpdateQuery) *bun.UpdateQuery) error {

@@ -29,6 +29,9 @@ var (
 	ErrUnavailable = errors.New("temporarily unavailable")
 	// ErrNoSpace means the blob store ran out of space or quota.
 	ErrNoSpace = errors.New("insufficient storage")
+	// ErrQuota means a write would take an account's live files past its
+	// storage quota (see Cond.Quota).
+	ErrQuota = errors.New("quota exceeded")
 	// ErrTooLarge means a body exceeded a configured size limit.
 	ErrTooLarge = errors.New("too large")
 	// ErrLocked means a WebDAV lock protects the resource and the writer

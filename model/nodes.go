@@ -244,6 +244,62 @@ type Cond struct {
 	IfNoneMatch string
 	// NoOverwrite refuses to replace an existing file (ErrExists).
 	NoOverwrite bool
+	// Quota, when its Bytes is positive, bounds the live files its Account
+	// created: a write that would take them past Bytes fails with
+	// ErrQuota. A file's bytes count against the account that created it,
+	// so replacing a file someone else created charges nothing. Writes of
+	// one account are checked one at a time, so concurrent writes cannot
+	// pass a quota together.
+	Quota Quota
+}
+
+// Quota is an account's storage quota as the caller knows it.
+type Quota struct {
+	// Account is the user id whose live files are counted.
+	Account string
+	// Bytes is the quota; zero means none.
+	Bytes int64
+}
+
+// charge checks that growing the live files of q.Account by more bytes
+// keeps them within q.Bytes. It locks the account's row first, so that
+// the sum it reads cannot change under it before the transaction ends.
+func (q Quota) charge(ctx context.Context, tx bun.Tx, more int64) error {
+	if q.Bytes <= 0 || q.Account == "" || more <= 0 {
+		return nil
+	}
+	if IsPostgres(tx) {
+		// SQLite has one writer, which already serialises the check.
+		var id string
+		if err := tx.NewRaw("SELECT id FROM users WHERE id = ? FOR UPDATE", q.Account).Scan(ctx, &id); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+	}
+	used, err := quotaUsed(ctx, tx, q.Account)
+	if err != nil {
+		return err
+	}
+	return q.fits(used, more)
+}
+
+// fits returns ErrQuota when used and more bytes together pass q.
+func (q Quota) fits(used, more int64) error {
+	if used+more > q.Bytes {
+		return fmt.Errorf("%w: %d of %d bytes used, %d more asked", ErrQuota, used, q.Bytes, more)
+	}
+	return nil
+}
+
+// chargeFor is what writing size bytes over existing (nil for a new file
+// created by q.Account) adds to q.Account's usage.
+func (q Quota) chargeFor(existing *Node, size int64) int64 {
+	if existing == nil {
+		return size
+	}
+	if existing.CreatorID != q.Account {
+		return 0
+	}
+	return size - existing.Size
 }
 
 func (c Cond) check(existing *Node) error {
@@ -279,9 +335,9 @@ func (r *Repo) PutFile(ctx context.Context, parent *Node, name string, c Content
 	if meta.ModTime.IsZero() {
 		mod = now
 	}
-	if cond.check(nil) == nil {
+	if cond.check(nil) == nil && cond.Quota.Bytes <= 0 {
 		// Most writes create a new file: try that in one statement
-		// before paying for a transaction.
+		// before paying for a transaction (a quota needs one).
 		n, err = r.createFile(ctx, parent, name, c, meta, actor, now, mod)
 		if err != nil || n != nil {
 			return n, n != nil, "", err
@@ -312,6 +368,11 @@ func (r *Repo) replaceOrInsert(ctx context.Context, tx bun.Tx, parent *Node, nam
 	}
 	if err := cond.check(existing); err != nil {
 		return nil, false, "", err
+	}
+	if existing == nil || !existing.IsDir {
+		if err := cond.Quota.charge(ctx, tx, cond.Quota.chargeFor(existing, c.Size)); err != nil {
+			return nil, false, "", err
+		}
 	}
 	if existing == nil {
 		p, err := lockParent(ctx, tx, parent.ID)
@@ -466,6 +527,9 @@ func (r *Repo) ReplaceContent(ctx context.Context, id string, c Content, mimeTyp
 				return fmt.Errorf("%w: a folder has no content", ErrConflict)
 			}
 			if err := cond.check(cur); err != nil {
+				return err
+			}
+			if err := cond.Quota.charge(ctx, tx, cond.Quota.chargeFor(cur, c.Size)); err != nil {
 				return err
 			}
 			oldBlob = cur.BlobKey

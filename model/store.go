@@ -235,14 +235,37 @@ func (s *Store) Purge(ctx context.Context, id string) error {
 	return nil
 }
 
+// QuotaRoom tells early whether a write of size bytes over existing (nil
+// for a new file) fits in q, so that a door can refuse before it takes a
+// body that could not be kept; a negative size (not announced) fits. The
+// write itself checks again, atomically. It returns ErrQuota and
+// ErrUnavailable.
+func (s *Store) QuotaRoom(ctx context.Context, q Quota, existing *Node, size int64) error {
+	more := q.chargeFor(existing, size)
+	if q.Bytes <= 0 || q.Account == "" || size < 0 || more <= 0 {
+		return nil
+	}
+	used, err := s.Repo.QuotaUsed(ctx, q.Account)
+	if err != nil {
+		return err
+	}
+	return q.fits(used, more)
+}
+
 // Copy copies src (a file, or a folder with everything below it) to
 // dstParent/name, sharing or server-side copying the blobs. With overwrite
 // an existing destination is archived first; without, it fails with
-// ErrExists. It returns the new node and whether the destination existed.
-func (s *Store) Copy(ctx context.Context, src, dstParent *Node, name, actor string, overwrite bool) (*Node, bool, error) {
+// ErrExists. The copies belong to actor and count against quota: a copy
+// that would not fit fails with ErrQuota before anything is copied (and
+// each file is checked again as it is recorded). It returns the new node
+// and whether the destination existed.
+func (s *Store) Copy(ctx context.Context, src, dstParent *Node, name, actor string, quota Quota, overwrite bool) (*Node, bool, error) {
 	dstPath := JoinPath(dstParent.Path, name)
 	if src.IsDir && IsWithin(dstPath, src.Path) {
 		return nil, false, fmt.Errorf("%w: a folder cannot be copied into itself", ErrConflict)
+	}
+	if err := s.quotaForCopy(ctx, src, quota); err != nil {
+		return nil, false, err
 	}
 	existed := false
 	if old, err := s.Repo.LiveByPath(ctx, dstPath); err == nil {
@@ -259,11 +282,32 @@ func (s *Store) Copy(ctx context.Context, src, dstParent *Node, name, actor stri
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, false, err
 	}
-	n, err := s.copyNode(ctx, src, dstParent, name, actor)
+	n, err := s.copyNode(ctx, src, dstParent, name, actor, quota)
 	return n, existed, err
 }
 
-func (s *Store) copyNode(ctx context.Context, src, dstParent *Node, name, actor string) (*Node, error) {
+// quotaForCopy checks that a copy of src fits in quota as a whole.
+func (s *Store) quotaForCopy(ctx context.Context, src *Node, quota Quota) error {
+	if quota.Bytes <= 0 {
+		return nil
+	}
+	size := src.Size
+	if src.IsDir {
+		nodes, err := s.Repo.Subtree(ctx, src)
+		if err != nil {
+			return err
+		}
+		size = 0
+		for _, n := range nodes {
+			if !n.IsDir {
+				size += n.Size
+			}
+		}
+	}
+	return s.QuotaRoom(ctx, quota, nil, size)
+}
+
+func (s *Store) copyNode(ctx context.Context, src, dstParent *Node, name, actor string, quota Quota) (*Node, error) {
 	if !src.IsDir {
 		key := NewID()
 		info, err := s.Blobs.Copy(ctx, src.BlobKey, key)
@@ -273,7 +317,7 @@ func (s *Store) copyNode(ctx context.Context, src, dstParent *Node, name, actor 
 		meta := FileMeta{MimeType: src.MimeType, Tags: src.Tags, Title: src.Title, Description: src.Description,
 			Source: src.Source, PHI: src.PHI, ModTime: src.ModTime}
 		n, _, _, err := s.Repo.PutFile(ctx, dstParent, name, Content{BlobKey: key, Size: info.Size, SHA256: info.SHA256},
-			meta, actor, Cond{NoOverwrite: true})
+			meta, actor, Cond{NoOverwrite: true, Quota: quota})
 		if err != nil {
 			s.dropUnrecorded(ctx, key, err)
 		}
@@ -288,7 +332,7 @@ func (s *Store) copyNode(ctx context.Context, src, dstParent *Node, name, actor 
 		return nil, err
 	}
 	for _, c := range children {
-		if _, err := s.copyNode(ctx, c, folder, c.Name, actor); err != nil {
+		if _, err := s.copyNode(ctx, c, folder, c.Name, actor, quota); err != nil {
 			return nil, err
 		}
 	}

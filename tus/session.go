@@ -144,20 +144,18 @@ func (h *Handler) Pending(ctx context.Context, subject string) ([]*Session, erro
 // quotaUsed returns the bytes the user's live files and pending uploads
 // count against their quota.
 func (h *Handler) quotaUsed(ctx context.Context, userID string) (int64, error) {
-	var files, pending sql.NullInt64
-	err := h.db.NewSelect().Table("nodes").ColumnExpr("SUM(size)").
-		Where("creator_id = ?", userID).Where("status = ?", model.StatusCompleted).
-		Where("archived_at IS NULL").Where("is_dir = ?", false).Scan(ctx, &files)
+	files, err := h.store.Repo.QuotaUsed(ctx, userID)
 	if err != nil {
-		return 0, dbErr(err)
+		return 0, err
 	}
+	var pending sql.NullInt64
 	err = h.db.NewSelect().Table("upload_sessions").
 		ColumnExpr("SUM(CASE WHEN size_deferred THEN upload_offset ELSE size END)").
 		Where("owner_user_id = ?", userID).Where("status = ?", StatusNew).Scan(ctx, &pending)
 	if err != nil {
 		return 0, dbErr(err)
 	}
-	return files.Int64 + pending.Int64, nil
+	return files + pending.Int64, nil
 }
 
 // errQuota is answered 413: the client should not retry.

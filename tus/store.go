@@ -94,6 +94,8 @@ func modelErr(err error) error {
 		return err
 	case errors.Is(err, model.ErrLocked):
 		return errLocked
+	case errors.Is(err, model.ErrQuota):
+		return errQuota
 	case errors.Is(err, model.ErrInvalid):
 		return tusError(http.StatusBadRequest, "ERR_INVALID", strings.TrimPrefix(err.Error(), model.ErrInvalid.Error()+": "))
 	case errors.Is(err, model.ErrExists), errors.Is(err, model.ErrConflict):
@@ -694,7 +696,13 @@ func (u *upload) record(ctx context.Context, c model.Content, head []byte, maybe
 	}
 	// On SQLite, concurrent uploads' rows share one group commit (see
 	// model.Repo); queuing them here first would give each its own.
-	n, _, old, err := h.store.Repo.PutFile(ctx, folder, s.Name, c, meta, s.OwnerUserID, model.Cond{})
+	// The quota is checked again against the live files: other uploads
+	// may have finished since this one was created within it.
+	var cond model.Cond
+	if caller, ok := callerFrom(ctx); ok && caller.UserID == s.OwnerUserID {
+		cond.Quota = model.Quota{Account: caller.UserID, Bytes: caller.QuotaBytes}
+	}
+	n, _, old, err := h.store.Repo.PutFile(ctx, folder, s.Name, c, meta, s.OwnerUserID, cond)
 	if err != nil {
 		return modelErr(err)
 	}

@@ -1,0 +1,112 @@
+package model_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/uptrace/bun"
+
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/dbtest"
+)
+
+// TestRacingWritersWithinAQuota starts writers of one account at once,
+// each adding 300 bytes against a 1,000-byte quota, new files and growing
+// replacements of one file alike. PostgreSQL's transactions would all read
+// the same sum and all pass; the account's row lock makes them check one
+// after the other, so exactly as many fit as the quota holds, every round.
+func TestRacingWritersWithinAQuota(t *testing.T) {
+	const writers, rounds = 12, 5
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		repo := model.NewRepo(db)
+		for round := range rounds {
+			u, err := repo.CreateUser(ctx, fmt.Sprintf("q%d", round), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := tree(t, repo, fmt.Sprintf("/q%d/", round))
+			dir := n[fmt.Sprintf("/q%d", round)]
+			quota := model.Cond{Quota: model.Quota{Account: u.ID, Bytes: 1000}}
+			errs := race(writers, func(i int) error {
+				c := model.Content{BlobKey: fmt.Sprintf("q%d-%d", round, i), Size: 300, SHA256: fmt.Sprintf("%064x", i)}
+				_, _, _, err := repo.PutFile(ctx, dir, fmt.Sprintf("f%d", i), c, model.FileMeta{}, u.ID, quota)
+				return err
+			})
+			ok := 0
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					ok++
+				case !errors.Is(err, model.ErrQuota):
+					t.Fatalf("round %d writer %d: %v, want nil or ErrQuota", round, i, err)
+				}
+			}
+			used, err := repo.QuotaUsed(ctx, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok != 3 || used != 900 {
+				t.Fatalf("round %d: %d writes passed, %d bytes used; want 3 and 900", round, ok, used)
+			}
+		}
+	})
+}
+
+// TestQuotaCountsLiveFilesOfTheirCreator pins down what a quota counts:
+// live files the account created, at their current size; not folders,
+// not archived files, not files of others it replaced.
+func TestQuotaCountsLiveFilesOfTheirCreator(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		repo := model.NewRepo(db)
+		u, err := repo.CreateUser(ctx, "quser", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := tree(t, repo, "/d/")
+		put := func(name, actor string, size int64, cond model.Cond) (*model.Node, error) {
+			c := model.Content{BlobKey: model.NewID(), Size: size, SHA256: fmt.Sprintf("%064x", size)}
+			f, _, _, err := repo.PutFile(ctx, n["/d"], name, c, model.FileMeta{}, actor, cond)
+			return f, err
+		}
+		q := model.Cond{Quota: model.Quota{Account: u.ID, Bytes: 100}}
+		mine, err := put("mine", u.ID, 60, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := put("theirs", "someone", 500, model.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := repo.CreateFolder(ctx, n["/d"], "sub", u.ID); err != nil {
+			t.Fatal(err)
+		}
+		// Growing someone else's file charges them, not u.
+		if _, err := put("theirs", u.ID, 900, q); err != nil {
+			t.Fatalf("replacing another's file: %v", err)
+		}
+		if _, err := put("mine", u.ID, 101, q); !errors.Is(err, model.ErrQuota) {
+			t.Fatalf("growing past the quota: %v, want ErrQuota", err)
+		}
+		if _, err := put("mine", u.ID, 100, q); err != nil {
+			t.Fatalf("growing to the quota: %v", err)
+		}
+		if used, err := repo.QuotaUsed(ctx, u.ID); err != nil || used != 100 {
+			t.Fatalf("used %d, %v; want 100", used, err)
+		}
+		if _, err := repo.Archive(ctx, mine.ID); err != nil {
+			t.Fatal(err)
+		}
+		if used, err := repo.QuotaUsed(ctx, u.ID); err != nil || used != 0 {
+			t.Fatalf("used %d after archiving, %v; want 0", used, err)
+		}
+		if err := repo.SetQuota(ctx, "quser", -1); !errors.Is(err, model.ErrInvalid) {
+			t.Fatalf("negative quota: %v, want ErrInvalid", err)
+		}
+		if err := repo.SetQuota(ctx, "nobody", 5); !errors.Is(err, model.ErrNotFound) {
+			t.Fatalf("unknown user: %v, want ErrNotFound", err)
+		}
+	})
+}
