@@ -607,7 +607,11 @@ func (a *api) putContent(w http.ResponseWriter, r *http.Request) {
 	declared := r.URL.Query().Get("mimeType")
 	// Replace sniffs the type when none is declared; a declared type is
 	// checked against the sniffed one after the write.
-	out, err := a.s.store.Replace(r.Context(), n, r.Body, "", cond, a.s.cfg.MaxUploadBytes)
+	out, err := a.s.store.Replace(r.Context(), model.ReplaceRequest{Node: n, Body: r.Body, Cond: cond,
+		MaxSize: a.s.cfg.MaxUploadBytes,
+		// A WebDAV lock taken while the body came stops the switch, as
+		// it stops a WebDAV PUT.
+		BeforeRecord: func(ctx context.Context) error { return a.unlocked(ctx, []string{n.Path}, false) }})
 	if err != nil {
 		a.s.writeError(w, r, err)
 		return

@@ -1,9 +1,14 @@
 package gateway_test
 
 import (
+	"bytes"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -66,5 +71,63 @@ func TestAPIHonoursWebDAVLocks(t *testing.T) {
 		unlock("/w/inbox", tok)
 		e.upload(as("alice"), "new.pdf", "x", "folder", "/w/inbox")
 		e.want(e.do(as("alice"), http.MethodDelete, file, nil), http.StatusNoContent)
+	})
+}
+
+// TestAPIReplaceStopsForALockTakenMidBody starts a content replacement
+// through the files API whose body is slow, lets bob LOCK the file over
+// WebDAV once the server is streaming the body, then finishes the body.
+// The lock was granted before the new content was complete, so the
+// replacement must not land: 423 locked, and the old bytes stay, as for a
+// WebDAV PUT (davfs's TestLockTakenDuringUpload).
+func TestAPIReplaceStopsForALockTakenMidBody(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newAPIEnv(t, db)
+		dirs := e.folders("/m")
+		for _, u := range []string{"alice", "bob"} {
+			e.grant(as("admin"), dirs["/m"], map[string]any{"user": u, "level": "full"})
+		}
+		m, _ := e.upload(as("alice"), "scan.dcm", "v1", "folder", "/m")
+		pr, pw := io.Pipe()
+		t.Cleanup(func() { pw.CloseWithError(io.ErrUnexpectedEOF) })
+		got := make(chan result, 1)
+		go func() {
+			req, _ := http.NewRequest(http.MethodPut, e.ts.URL+"/api/v1/files/"+m.ID+"/content", pr)
+			as("alice")(req)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				got <- result{status: -1}
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got <- result{status: resp.StatusCode, body: b}
+		}()
+		if _, err := pw.Write(bytes.Repeat([]byte("n"), 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+		// The server opens its temporary blob once the request passed its
+		// checks and is streaming.
+		tmp := filepath.Join(e.blobDir, "tmp")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if ents, _ := os.ReadDir(tmp); len(ents) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the server never started writing the body")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		e.want(e.do(as("bob"), "LOCK", "/dav/m/scan.dcm", strings.NewReader(davLockBody), "Depth", "0", "Content-Type", "application/xml"), http.StatusOK)
+		pw.Write(bytes.Repeat([]byte("n"), 64<<10))
+		pw.Close()
+		r := <-got
+		if r.status != http.StatusLocked || errorCode(r.body) != "locked" {
+			t.Fatalf("replacement after a lock: %d %s, want 423 locked", r.status, r.body)
+		}
+		if cur := e.do(as("alice"), http.MethodGet, "/api/v1/files/"+m.ID+"/content", nil); string(cur.body) != "v1" {
+			t.Fatalf("the locked file changed: %.20q", cur.body)
+		}
 	})
 }

@@ -98,17 +98,42 @@ func (s *Store) Put(ctx context.Context, p PutRequest) (*Node, bool, error) {
 	return n, created, nil
 }
 
+// ReplaceRequest is new content for an existing file.
+type ReplaceRequest struct {
+	Node *Node
+	Body io.Reader
+	// MimeType is the new type; empty means the one detected from the
+	// name and the first bytes.
+	MimeType string
+	Cond     Cond
+	// MaxSize caps the body; zero means no cap.
+	MaxSize int64
+	// BeforeRecord, when set, runs once the body is complete and durable
+	// and before the content switches, as in PutRequest.
+	BeforeRecord func(ctx context.Context) error
+}
+
 // Replace streams new content for an existing file, checking cond against
-// its ETag inside the transaction that switches the content.
-func (s *Store) Replace(ctx context.Context, n *Node, body io.Reader, mimeType string, cond Cond, maxSize int64) (*Node, error) {
-	c, sniffed, err := s.WriteBlob(ctx, n.Name, body, maxSize)
+// its ETag inside the transaction that switches the content. It returns
+// the errors of Repo.ReplaceContent plus ErrTooLarge, ErrNoSpace,
+// ErrUnavailable and whatever p.BeforeRecord returns; on any of them the
+// old content stays.
+func (s *Store) Replace(ctx context.Context, p ReplaceRequest) (*Node, error) {
+	c, sniffed, err := s.WriteBlob(ctx, p.Node.Name, p.Body, p.MaxSize)
 	if err != nil {
 		return nil, err
 	}
+	mimeType := p.MimeType
 	if mimeType == "" {
 		mimeType = sniffed
 	}
-	out, old, err := s.Repo.ReplaceContent(ctx, n.ID, c, mimeType, cond)
+	if p.BeforeRecord != nil {
+		if err := p.BeforeRecord(ctx); err != nil {
+			s.deleteBlob(ctx, c.BlobKey) // no row refers to it yet
+			return nil, err
+		}
+	}
+	out, old, err := s.Repo.ReplaceContent(ctx, p.Node.ID, c, mimeType, p.Cond)
 	if err != nil {
 		s.dropUnrecorded(ctx, c.BlobKey, err)
 		return nil, err
