@@ -111,6 +111,7 @@ func (ad *admin) routes() []adminRoute {
 		{"POST /api/v1/policies/what-if", ad.whatIf},
 		{"GET /api/v1/users", ad.listUsers},
 		{"POST /api/v1/users", ad.createUser},
+		{"GET /api/v1/users/{name}", ad.getUser},
 		{"PATCH /api/v1/users/{name}", ad.patchUser},
 		{"GET /api/v1/groups", ad.listGroups},
 		{"POST /api/v1/groups", ad.createGroup},

@@ -12,39 +12,71 @@ import (
 )
 
 type userJSON struct {
-	ID       string    `json:"id"`
-	Name     string    `json:"name"`
-	Disabled bool      `json:"disabled"`
-	Admin    bool      `json:"admin"`
-	Groups   []string  `json:"groups"`
-	Created  time.Time `json:"created_at"`
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	Disabled bool     `json:"disabled"`
+	Admin    bool     `json:"admin"`
+	Groups   []string `json:"groups"`
+	// QuotaBytes is 0 when the user has no quota.
+	QuotaBytes int64 `json:"quota_bytes"`
+	// UsedBytes is what counts against the quota (Repo.QuotaUsed), shown
+	// with or without one so an admin can size a quota before setting it.
+	UsedBytes int64     `json:"used_bytes"`
+	Created   time.Time `json:"created_at"`
 }
 
-func (ad *admin) userOut(ctx context.Context, u *model.User) userJSON {
+// userOut is u as the API shows it; used is Repo.QuotaUsed's answer,
+// asked for before a change is applied so that a failure to count cannot
+// turn a change that was made into an error answer.
+func (ad *admin) userOut(ctx context.Context, u *model.User, used int64) userJSON {
 	sub := policy.User(u.Name)
 	roles := ad.pol.RolesOf(sub)
 	if roles == nil {
 		roles = []string{}
 	}
 	return userJSON{ID: u.ID, Name: u.Name, Disabled: u.Disabled, Created: u.CreatedAt, Groups: roles,
+		QuotaBytes: u.QuotaBytes, UsedBytes: used,
 		Admin: ad.pol.Decide(ctx, sub, policy.ActAdmin, policy.AnyObject).Allowed}
 }
 
 // listUsers serves GET /api/v1/users: every account, whether it is an
-// admin and the groups and roles it is in.
+// admin, the groups and roles it is in, and its quota and usage.
 func (ad *admin) listUsers(w http.ResponseWriter, r *http.Request) {
-	us, err := ad.s.repo.Users(r.Context())
+	ctx := r.Context()
+	us, err := ad.s.repo.Users(ctx)
 	if err != nil {
 		ad.fail(w, r, err, nil)
 		return
 	}
 	out := make([]userJSON, 0, len(us))
 	for _, u := range us {
-		out = append(out, ad.userOut(r.Context(), u))
+		used, err := ad.s.repo.QuotaUsed(ctx, u.ID)
+		if err != nil {
+			ad.fail(w, r, err, nil)
+			return
+		}
+		out = append(out, ad.userOut(ctx, u, used))
 	}
 	adminJSON(w, http.StatusOK, struct {
 		Users []userJSON `json:"users"`
 	}{out})
+}
+
+// getUser serves GET /api/v1/users/{name}: one account as listUsers
+// shows it, for a script that watches one user's usage.
+func (ad *admin) getUser(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	u, err := ad.s.repo.UserByName(ctx, r.PathValue("name"))
+	if err != nil {
+		ad.fail(w, r, err, nil)
+		return
+	}
+	used, err := ad.s.repo.QuotaUsed(ctx, u.ID)
+	if err != nil {
+		ad.fail(w, r, err, nil)
+		return
+	}
+	adminJSON(w, http.StatusOK, ad.userOut(ctx, u, used))
 }
 
 // createUser serves POST /api/v1/users {"name", "password", "admin"}. An
@@ -80,23 +112,36 @@ func (ad *admin) createUser(w http.ResponseWriter, r *http.Request) {
 	}
 	auditErr := ad.record(ctx, r, "user.create", policy.User(u.Name), true, auditDetail{Change: ch,
 		After: map[string]any{"name": u.Name, "admin": in.Admin, "password": in.Password != ""}})
-	ad.applied(w, auditErr, http.StatusCreated, ad.userOut(r.Context(), u))
+	// A new account has created no files yet.
+	ad.applied(w, auditErr, http.StatusCreated, ad.userOut(ctx, u, 0))
 }
 
-// patchUser serves PATCH /api/v1/users/{name} {"disabled": bool}.
-// Disabling the last enabled admin is refused (409); disabling ends the
-// user's admin page sessions, and their password and keys stop working at
-// the next request.
+// patchUser serves PATCH /api/v1/users/{name} {"disabled": bool,
+// "quota_bytes": n}, either or both; null or absent leaves a field as it
+// is, and a quota of 0 removes it. Disabling the last enabled admin is
+// refused (409), and then the quota is not changed either; disabling ends
+// the user's admin page sessions, and their password and keys stop
+// working at the next request. The request leaves one audit row: a
+// user.disable or user.enable when it carries "disabled", so that those
+// rows alone tell who switched accounts off and on, else a user.quota;
+// its before and after hold the fields the request sent.
 func (ad *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		Disabled *bool `json:"disabled"`
+		Disabled   *bool  `json:"disabled"`
+		QuotaBytes *int64 `json:"quota_bytes"`
 	}
 	if err := decodeJSON(w, r, 16<<10, &in); err != nil {
 		ad.fail(w, r, err, nil)
 		return
 	}
-	if in.Disabled == nil {
-		ad.fail(w, r, badRequest(`nothing to change: send {"disabled": true|false}`), nil)
+	if in.Disabled == nil && in.QuotaBytes == nil {
+		ad.fail(w, r, badRequest(`nothing to change: send {"disabled": true|false} and/or {"quota_bytes": n}`), nil)
+		return
+	}
+	// Checked here as well as by SetQuota, so that nothing is applied
+	// from a request that is refused.
+	if in.QuotaBytes != nil && *in.QuotaBytes < 0 {
+		ad.fail(w, r, badRequest("quota_bytes cannot be negative (0 removes the quota)"), nil)
 		return
 	}
 	ctx := r.Context()
@@ -107,8 +152,13 @@ func (ad *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 		ad.fail(w, r, err, nil)
 		return
 	}
+	used, err := ad.s.repo.QuotaUsed(ctx, u.ID)
+	if err != nil {
+		ad.fail(w, r, err, nil)
+		return
+	}
 	sub := policy.User(u.Name)
-	if *in.Disabled && !u.Disabled {
+	if in.Disabled != nil && *in.Disabled && !u.Disabled {
 		if err := ad.pol.Sync(ctx); err != nil {
 			ad.fail(w, r, err, nil)
 			return
@@ -129,24 +179,44 @@ func (ad *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := ad.s.repo.SetDisabled(ctx, u.Name, *in.Disabled); err != nil {
+	before, after := map[string]any{}, map[string]any{}
+	action := "user.quota"
+	// A step that fails leaves the earlier ones applied; they are audited
+	// all the same, so that the trail never misses a change that was made.
+	fail := func(err error) {
+		if len(after) > 0 {
+			ad.record(ctx, r, action, sub, true, auditDetail{Before: before, After: after})
+		}
 		ad.fail(w, r, err, nil)
-		return
 	}
-	if *in.Disabled {
-		if err := ad.endSessions(ctx, u.ID); err != nil {
-			ad.fail(w, r, err, nil)
+	if in.QuotaBytes != nil {
+		if err := ad.s.repo.SetQuota(ctx, u.Name, *in.QuotaBytes); err != nil {
+			fail(err)
 			return
 		}
+		before["quota_bytes"], after["quota_bytes"] = u.QuotaBytes, *in.QuotaBytes
+		u.QuotaBytes = *in.QuotaBytes
 	}
-	action := "user.enable"
-	if *in.Disabled {
-		action = "user.disable"
+	if in.Disabled != nil {
+		if err := ad.s.repo.SetDisabled(ctx, u.Name, *in.Disabled); err != nil {
+			fail(err)
+			return
+		}
+		action = "user.enable"
+		if *in.Disabled {
+			action = "user.disable"
+		}
+		before["disabled"], after["disabled"] = u.Disabled, *in.Disabled
+		u.Disabled = *in.Disabled
+		if *in.Disabled {
+			if err := ad.endSessions(ctx, u.ID); err != nil {
+				fail(err)
+				return
+			}
+		}
 	}
-	auditErr := ad.record(ctx, r, action, sub, true, auditDetail{
-		Before: map[string]bool{"disabled": u.Disabled}, After: map[string]bool{"disabled": *in.Disabled}})
-	u.Disabled = *in.Disabled
-	ad.applied(w, auditErr, http.StatusOK, ad.userOut(r.Context(), u))
+	auditErr := ad.record(ctx, r, action, sub, true, auditDetail{Before: before, After: after})
+	ad.applied(w, auditErr, http.StatusOK, ad.userOut(ctx, u, used))
 }
 
 type groupJSON struct {

@@ -36,7 +36,8 @@ func chromium(t *testing.T) string {
 // TestAdminPageInBrowser drives the admin page in headless Chromium: an
 // admin signs in, grants a group read on a folder through the form (the
 // what-if preview shows first), a member's WebDAV GET goes from 403 to
-// 200, the admin removes the rule the same way and the GET is 403 again.
+// 200, the admin removes the rule the same way and the GET is 403 again;
+// in between, the admin sets alice's quota in the users table.
 // The page's screenshot is kept in testdata-artifacts/admin.png.
 func TestAdminPageInBrowser(t *testing.T) {
 	bin := chromium(t)
@@ -143,6 +144,21 @@ func TestAdminPageInBrowser(t *testing.T) {
 		!strings.Contains(explained, rule) {
 		t.Errorf("explanation lacks the decision or the links:\n%s", explained)
 	}
+
+	// A quota through alice's row in the users table: the stored bytes
+	// change and the row shows them.
+	aliceRow := `#users-table tr[data-user="alice"]`
+	do("set alice's quota",
+		chromedp.SendKeys(css(aliceRow+` input.quota-size`), "1.5"),
+		chromedp.Click(css(aliceRow+` button.quota-set`)),
+		statusChanged(status),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf("(document.querySelector(%q) || {}).textContent === %q",
+			aliceRow+` .quota-text`, "0 B of 1.5 GiB"), chromedp.WithPollingTimeout(30*time.Second)),
+	)
+	if u, err := e.repo.UserByName(context.Background(), "alice"); err != nil || u.QuotaBytes != 3<<29 {
+		t.Errorf("alice's quota after the form: %+v, %v; want 1.5 GiB", u, err)
+	}
+	status = text(`#status`)
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)

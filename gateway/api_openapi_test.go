@@ -225,7 +225,8 @@ func TestOpenAPIDocument(t *testing.T) {
 		"GET /api/v1/files/x/tokens", "POST /api/v1/files/x/tokens", "DELETE /api/v1/files/x/tokens/y", "GET /api/v1/files/x/grants",
 		"POST /api/v1/files/x/grants", "DELETE /api/v1/files/x/grants", "PUT /api/v1/files/x/public", "POST /api/v1/files/x/links",
 		"GET /api/v1/links/x", "GET /api/v1/settings/files", "PUT /api/v1/settings/files", "POST /api/v1/settings/links/rotate",
-		"GET /api/v1/audit", "GET /api/v1/openapi.json", "GET /api/v1/files/first"} {
+		"GET /api/v1/audit", "GET /api/v1/openapi.json", "GET /api/v1/files/first",
+		"GET /api/v1/users", "POST /api/v1/users", "GET /api/v1/users/x", "PATCH /api/v1/users/x"} {
 		method, path, _ := strings.Cut(route, " ")
 		if op, _ := oa.operation(method, path); op == nil {
 			t.Errorf("%s is not documented", route)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -99,7 +100,11 @@ func readPassword(stdin io.Reader, fromStdin bool) (string, error) {
 
 func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: filegate user add|list|passwd|disable|enable")
+		return errors.New("usage: filegate user add|list|passwd|disable|enable|quota")
+	}
+	if i := slices.IndexFunc(args, negativeArg.MatchString); i > 0 && args[0] == "quota" {
+		_, err := parseQuota(args[i])
+		return err
 	}
 	fs := newFlagSet("user "+args[0], stderr)
 	var sf storeFlags
@@ -107,7 +112,7 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	admin := fs.Bool("admin", false, "give the user the admin role")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from standard input")
 	pos, o, err := openSubcommand(ctx, "user", fs, &sf, args,
-		map[string]int{"add": 1, "list": 0, "passwd": 1, "disable": 1, "enable": 1}, stderr)
+		map[string]int{"add": 1, "list": 0, "passwd": 1, "disable": 1, "enable": 1, "quota": 2}, stderr)
 	if err != nil {
 		return err
 	}
@@ -134,10 +139,19 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tID\tADMIN\tDISABLED\tCREATED")
+		fmt.Fprintln(tw, "NAME\tID\tADMIN\tDISABLED\tQUOTA\tUSED\tCREATED")
 		for _, u := range users {
 			isAdmin := o.authz.Decide(ctx, "user:"+u.Name, "admin", "*").Allowed
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\n", u.Name, u.ID, isAdmin, u.Disabled, u.CreatedAt.Format("2006-01-02 15:04"))
+			used, err := o.repo.QuotaUsed(ctx, u.ID)
+			if err != nil {
+				return err
+			}
+			quota := "none"
+			if u.QuotaBytes > 0 {
+				quota = human(u.QuotaBytes)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\t%s\t%s\n", u.Name, u.ID, isAdmin, u.Disabled, quota, human(used),
+				u.CreatedAt.Format("2006-01-02 15:04"))
 		}
 		return tw.Flush()
 	case "passwd":
@@ -154,6 +168,19 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return err
 		}
 		fmt.Fprintf(stdout, "user %s %sd\n", pos[0], args[0])
+	case "quota":
+		size, err := parseQuota(pos[1])
+		if err != nil {
+			return err
+		}
+		if err := o.repo.SetQuota(ctx, pos[0], size); err != nil {
+			return fmt.Errorf("user %s: %w", pos[0], err)
+		}
+		if size == 0 {
+			fmt.Fprintf(stdout, "quota of %s removed\n", pos[0])
+		} else {
+			fmt.Fprintf(stdout, "quota of %s set to %s (%d bytes)\n", pos[0], human(size), size)
+		}
 	}
 	return nil
 }

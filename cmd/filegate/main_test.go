@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/filegate/filegate/cmd/filegate/proctest"
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/model/blob/s3test"
 	"github.com/filegate/filegate/model/dbtest"
 )
@@ -170,6 +173,32 @@ func TestAdminCommands(t *testing.T) {
 				t.Fatalf("alice still a member:\n%s", out)
 			}
 			runOK("", "user", "disable", "alice")
+
+			// Quotas: set, shown by list, removed; a bad size changes nothing.
+			if out := runOK("", "user", "quota", "alice", "2GiB"); !strings.Contains(out, "2147483648 bytes") {
+				t.Fatalf("user quota printed %q", out)
+			}
+			if out := runOK("", "user", "list"); !regexp.MustCompile(`alice\s+\S+\s+false\s+true\s+2\.0 GiB\s+0 B\s`).MatchString(out) ||
+				!regexp.MustCompile(`boss\s+\S+\s+true\s+false\s+none\s+0 B\s`).MatchString(out) {
+				t.Fatalf("user list does not show the quotas:\n%s", out)
+			}
+			for bad, want := range map[string]string{"alice -5GiB": "cannot be negative", "alice -- -1": "cannot be negative",
+				"alice lots": "not a size", "alice 10XB": "unknown unit", "alice 9EiB": "more than the largest size",
+				"alice": "takes 2 argument", "nobody 1GiB": "nobody: not found"} {
+				var errb bytes.Buffer
+				err := run(ctx, append([]string{"user", "quota"}, strings.Fields(bad)...), strings.NewReader(""), io.Discard, &errb)
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("user quota %s: %v, want an error saying %q", bad, err, want)
+				}
+			}
+			putAs(t, data, "alice", "a.bin", 3000)
+			if out := runOK("", "user", "list"); !regexp.MustCompile(`alice\s+\S+\s+false\s+true\s+2\.0 GiB\s+2\.9 KiB\s`).MatchString(out) {
+				t.Fatalf("user list after the refused sizes and alice's file:\n%s", out)
+			}
+			runOK("", "user", "quota", "alice", "none")
+			if out := runOK("", "user", "list"); !regexp.MustCompile(`alice\s+\S+\s+false\s+true\s+none\s+2\.9 KiB\s`).MatchString(out) {
+				t.Fatalf("alice's quota was not removed:\n%s", out)
+			}
 			var errb bytes.Buffer
 			if err := run(ctx, []string{"user", "add", "alice", "--password-stdin"}, strings.NewReader("x-password\n"), io.Discard, &errb); err == nil {
 				t.Fatal("adding an existing user succeeded")
@@ -178,5 +207,35 @@ func TestAdminCommands(t *testing.T) {
 				t.Fatal("user add without --password-stdin succeeded")
 			}
 		})
+	}
+}
+
+// putAs stores a file of size bytes in the root folder as user's, on the
+// database and blob folder the commands use.
+func putAs(t *testing.T, data, user, name string, size int) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: os.Getenv("FILEGATE_DATABASE_URL"), DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	blobs, err := localblob.New(filepath.Join(data, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := model.NewRepo(db)
+	u, err := repo.UserByName(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := repo.LiveByPath(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := model.NewStore(repo, blobs, slog.New(slog.DiscardHandler))
+	body := strings.NewReader(strings.Repeat("x", size))
+	if _, _, err := store.Put(ctx, model.PutRequest{Parent: root, Name: name, Body: body, Actor: u.ID}); err != nil {
+		t.Fatal(err)
 	}
 }

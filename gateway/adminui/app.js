@@ -43,6 +43,15 @@ function say(msg, isError) {
 
 function lineText(line) { return line.join(', '); }
 
+// human writes bytes as `filegate user list` does: binary units, one
+// decimal, so that the page and the command line agree.
+function human(n) {
+  if (n < 1024) return `${n} B`;
+  let div = 1024, exp = 0;
+  while (n / div >= 1024 && exp < 5) { div *= 1024; exp++; }
+  return `${(n / div).toFixed(1)} ${'KMGTPE'[exp]}iB`;
+}
+
 function decision(d) {
   return el('span', { className: d.allowed ? 'allowed' : 'denied' }, d.allowed ? 'allowed' : 'denied');
 }
@@ -276,12 +285,48 @@ async function loadUsers() {
           say(e.message, true);
         }
       });
-      return el('tr', {}, el('td', {}, u.name), el('td', {}, u.admin ? 'yes' : 'no'),
-        el('td', {}, u.groups.join(', ')), el('td', {}, u.disabled ? 'disabled' : 'active'), el('td', {}, btn));
+      const tr = el('tr', {}, el('td', {}, u.name), el('td', {}, u.admin ? 'yes' : 'no'),
+        el('td', {}, u.groups.join(', ')), el('td', {}, u.disabled ? 'disabled' : 'active'), storageCell(u), el('td', {}, btn));
+      tr.dataset.user = u.name;
+      return tr;
     }));
   } catch (e) {
     say(e.message, true);
   }
+}
+
+const quotaUnits = { MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
+
+// storageCell shows what counts against u's quota and a form to set it,
+// through the same PATCH as the Disable button; 0 removes the quota.
+function storageCell(u) {
+  const over = u.quota_bytes > 0 && u.used_bytes > u.quota_bytes;
+  const text = el('span', { className: 'quota-text' }, u.quota_bytes > 0
+    ? `${human(u.used_bytes)} of ${human(u.quota_bytes)}` : `${human(u.used_bytes)}, no quota`);
+  const size = el('input', { type: 'number', min: '0', step: 'any', required: true, className: 'quota-size',
+    placeholder: '0 = none', title: '0 removes the quota' });
+  size.setAttribute('aria-label', `New quota for ${u.name}`);
+  const unit = el('select', { className: 'quota-unit' }, ...Object.keys(quotaUnits).map((k) => el('option', { value: k }, k)));
+  unit.value = 'GiB';
+  unit.setAttribute('aria-label', `Unit of ${u.name}'s quota`);
+  const form = el('form', { className: 'quota-form' }, size, unit,
+    el('button', { type: 'submit', className: 'quota-set' }, 'Set quota'));
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const bytes = Math.round(Number(size.value) * quotaUnits[unit.value]);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) {
+      say(`${size.value} ${unit.value} is not a quota the page can send.`, true);
+      return;
+    }
+    try {
+      await api('PATCH', '/api/v1/users/' + encodeURIComponent(u.name), { quota_bytes: bytes });
+      say(bytes ? `${u.name}'s quota is now ${human(bytes)}.` : `${u.name} no longer has a quota.`);
+      loadUsers();
+    } catch (e) {
+      say(e.message, true);
+    }
+  });
+  return el('td', {}, text, over ? el('span', { className: 'denied' }, ' (over quota)') : '', form);
 }
 
 $('#user-form').addEventListener('submit', async (ev) => {
