@@ -30,7 +30,9 @@ type nginxConfig struct {
 
 // startNginx runs Debian's nginx in the foreground in front of backends
 // with the example configuration and returns its base URL. A missing
-// nginx fails the test under CI=true and skips it otherwise.
+// nginx fails the test under CI=true and skips it otherwise. nginx needs
+// its port in the configuration, so the port is picked free beforehand;
+// when something takes it in between, nginx is started again on another.
 func startNginx(t *testing.T, backends []string) string {
 	t.Helper()
 	bin, err := exec.LookPath("nginx")
@@ -47,6 +49,20 @@ func startNginx(t *testing.T, backends []string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for attempt := 1; ; attempt++ {
+		base, portTaken := startNginxOn(t, bin, tmpl, backends, attempt < 3)
+		if !portTaken {
+			return base
+		}
+		t.Logf("nginx's port was taken before it could bind it; attempt %d", attempt+1)
+	}
+}
+
+// startNginxOn is one attempt of startNginx. When nginx exits because its
+// port is in use and mayRetry is set, it reports portTaken instead of
+// failing the test.
+func startNginxOn(t *testing.T, bin string, tmpl *template.Template, backends []string, mayRetry bool) (base string, portTaken bool) {
+	t.Helper()
 	port, err := proctest.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -87,18 +103,23 @@ func startNginx(t *testing.T, backends []string) string {
 			t.Logf("nginx error log:\n%s", logs())
 		}
 	})
-	base := "http://" + cfg.Listen
+	base = "http://" + cfg.Listen
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
 		case <-done:
+			if mayRetry && strings.Contains(logs(), "Address already in use") {
+				return "", true
+			}
 			t.Fatalf("nginx exited:\n%s\n%s", logs(), conf.String())
 		default:
 		}
 		if resp, err := http.Get(base + "/healthz"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return base
+			// X-Upstream shows nginx answered, not an instance that
+			// happened to get the port nginx could not bind.
+			if resp.StatusCode == 200 && resp.Header.Get("X-Upstream") != "" {
+				return base, false
 			}
 		}
 		if time.Now().After(deadline) {
