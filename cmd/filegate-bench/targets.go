@@ -109,28 +109,42 @@ type launch struct {
 }
 
 // serve starts a server process on a fresh port and waits until it answers.
+// The port is picked free before the server binds it; a server that exits
+// because something took it in between is started again on another one.
 func (h *harness) serve(ctx context.Context, l launch) (*running, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	logPath := filepath.Join(h.logDir, safeName(l.spec.Name)+"-"+l.tag+".log")
 	if l.opts.dir == "" {
 		l.opts.dir = l.dir
 	}
-	p, err := h.sup.start(l.spec.Name, logPath, l.opts, l.bin, l.args(addr)...)
-	if err != nil {
-		return nil, err
-	}
-	base := "http://" + addr
-	ok := l.readyOK
-	if ok == nil {
-		ok = func(code int) bool { return code > 0 && code < 500 }
-	}
-	if err := waitReady(ctx, p, base+l.readyPath, l.user, l.pass, ok, 60*time.Second); err != nil {
+	var (
+		p    *proc
+		base string
+	)
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(port)
+		logPath := filepath.Join(h.logDir, safeName(l.spec.Name)+"-"+l.tag+".log")
+		p, err = h.sup.start(l.spec.Name, logPath, l.opts, l.bin, l.args(addr)...)
+		if err != nil {
+			return nil, err
+		}
+		base = "http://" + addr
+		ok := l.readyOK
+		if ok == nil {
+			ok = func(code int) bool { return code > 0 && code < 500 }
+		}
+		err = waitReady(ctx, p, base+l.readyPath, l.user, l.pass, ok, 60*time.Second)
+		if err == nil {
+			break
+		}
+		exited := p.exited()
 		h.sup.stop(p, syscall.SIGKILL, 0)
-		return nil, err
+		if attempt >= 3 || !exited || !strings.Contains(strings.ToLower(p.logTail()), "address already in use") {
+			return nil, err
+		}
+		h.logf("%s: its port was taken before it bound it; starting it again", l.spec.Name)
 	}
 	r := &running{spec: l.spec, proc: p, dir: l.dir,
 		ep: &endpoint{client: newClient(), base: base, user: l.user, pass: l.pass}}
