@@ -91,9 +91,16 @@ func openSQLite(ctx context.Context, o DBOptions) (*bun.DB, error) {
 	// a 20,000-file PROPFIND). synchronous(FULL) syncs the WAL at every
 	// commit: with NORMAL a commit survives a crash of the process but not
 	// of the machine, and an upload acknowledged before a power cut would
-	// lose its row (and the sweep then its bytes).
+	// lose its row (and the sweep then its bytes). temp_store(MEMORY) keeps
+	// statement and savepoint journals in memory: the group commit gives
+	// every change a savepoint, and SQLite spilled those journals to temp
+	// files past 64 KiB, a write syscall per page inside the one writer's
+	// turn (4 KiB GETs, whose audit rows are group-committed, went from
+	// 890-1040 to 1100-1270/s, PUTs 360-390 to 380-410/s). The queries
+	// that sort have indexes in their order, so no large sort lands in RAM.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
-		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=mmap_size(268435456)&_txlock=immediate"
+		"&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_pragma=mmap_size(268435456)" +
+		"&_pragma=temp_store(MEMORY)&_txlock=immediate"
 	shim, err := sql.Open(sqliteshim.ShimName, "")
 	if err != nil {
 		return nil, err

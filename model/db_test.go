@@ -13,7 +13,7 @@ import (
 // TestSQLiteCommitsAreDurable checks the settings every pooled SQLite
 // connection runs with: WAL, and a WAL sync at every commit (FULL), so an
 // acknowledged write survives a power cut and not only a crash of the
-// process.
+// process; and journals of savepoints in memory.
 func TestSQLiteCommitsAreDurable(t *testing.T) {
 	ctx := context.Background()
 	db, err := model.OpenDB(ctx, model.DBOptions{DataDir: t.TempDir()})
@@ -43,6 +43,11 @@ func TestSQLiteCommitsAreDurable(t *testing.T) {
 			}
 			if mode != "wal" || sync != 2 {
 				t.Errorf("journal_mode %q synchronous %d, want wal and 2 (FULL)", mode, sync)
+			}
+			// Savepoint journals stay in memory (see openSQLite).
+			var temp int
+			if err := conn.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&temp); err != nil || temp != 2 {
+				t.Errorf("temp_store %d (%v), want 2 (MEMORY)", temp, err)
 			}
 		})
 	}
