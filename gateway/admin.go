@@ -146,13 +146,14 @@ func (ad *admin) adminsOnly(h http.HandlerFunc) http.Handler {
 		allowed := ad.pol.Decide(r.Context(), p.Subject, policy.ActAdmin, policy.AnyObject).Allowed
 		// Changes are audited by their handlers, with before and after;
 		// reads and refusals are audited here, so every request leaves
-		// exactly one row.
+		// exactly one row. The path is recorded as sent, escaped: a
+		// decoded one may hold bytes no text column takes.
 		if !allowed || r.Method == http.MethodGet || r.Method == http.MethodHead {
 			d := auditDetail{}
 			if !allowed {
 				d.Reason = "not an administrator"
 			}
-			if err := ad.record(r.Context(), r, policy.ActAdmin, r.Method+" "+r.URL.Path, allowed, d); err != nil && allowed {
+			if err := ad.record(r.Context(), r, policy.ActAdmin, r.Method+" "+r.URL.EscapedPath(), allowed, d); err != nil && allowed {
 				ad.s.writeError(w, r, fmt.Errorf("%w: audit trail: %v", model.ErrUnavailable, err))
 				return
 			}

@@ -172,3 +172,16 @@ func TestAdminUserQuota(t *testing.T) {
 		}
 	})
 }
+
+// TestAdminReadOfAHostileName asks an admin route for a user whose name,
+// decoded, holds a NUL byte and invalid UTF-8. No such user can exist:
+// 404, not the 503 it got when the audit row of the read, which named
+// the decoded path, was refused by PostgreSQL.
+func TestAdminReadOfAHostileName(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newAdmEnv(t, db)
+		if r := e.do(admReq{method: "GET", path: "/api/v1/users/%00%ff", key: e.rootKey}); r.status != http.StatusNotFound {
+			t.Fatalf("GET a hostile name: %d %s, want 404", r.status, r.body)
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 )
@@ -157,6 +158,9 @@ func (a *AuditLog) AppendAsync(ctx context.Context, entries ...AuditEntry) (wait
 			e.At = a.now()
 		}
 		e.At = e.At.UTC().Truncate(time.Microsecond)
+		for _, f := range []*string{&e.Door, &e.Subject, &e.Action, &e.Object, &e.NodeID, &e.Decision, &e.Rule, &e.Remote, &e.RequestID} {
+			*f = auditText(*f)
+		}
 		p := &pendingAudit{e: &e, done: make(chan error, 1)}
 		a.queue = append(a.queue, p)
 		waits = append(waits, p.done)
@@ -182,6 +186,17 @@ func (a *AuditLog) AppendAsync(ctx context.Context, entries ...AuditEntry) (wait
 		})
 		return first
 	}
+}
+
+// auditText makes s storable in a text column of either database: invalid
+// UTF-8 and NUL bytes (which PostgreSQL refuses) become U+FFFD. A row
+// must never be refused for what a hostile request put into it, since a
+// request whose row cannot be written is refused itself.
+func auditText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 // flushLocked writes the queue in batches until it is empty. It is called
