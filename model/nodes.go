@@ -247,9 +247,11 @@ type Cond struct {
 	// Quota, when its Bytes is positive, bounds the live files its Account
 	// created: a write that would take them past Bytes fails with
 	// ErrQuota. A file's bytes count against the account that created it,
-	// so replacing a file someone else created charges nothing. Writes of
-	// one account are checked one at a time, so concurrent writes cannot
-	// pass a quota together.
+	// so growing a file someone else created is checked against that
+	// account's quota instead (whatever Bytes says). Writes of one account
+	// are checked one at a time, so concurrent writes cannot pass a quota
+	// together. Account should name the actor even without a quota, or a
+	// replacement of the actor's own file looks like someone else's.
 	Quota Quota
 }
 
@@ -288,6 +290,28 @@ func (q Quota) fits(used, more int64) error {
 		return fmt.Errorf("%w: %d of %d bytes used, %d more asked", ErrQuota, used, q.Bytes, more)
 	}
 	return nil
+}
+
+// chargeWrite checks a write of size bytes over existing (nil for a new
+// file, which q.Account creates) against the quota of the account whose
+// usage it grows: q for the actor's own files, or, for a file someone
+// else created, that account's quota as the database holds it.
+func chargeWrite(ctx context.Context, tx bun.Tx, q Quota, existing *Node, size int64) error {
+	if existing != nil && existing.CreatorID != q.Account {
+		if size <= existing.Size {
+			return nil
+		}
+		var bytes int64
+		err := tx.NewRaw("SELECT quota_bytes FROM users WHERE id = ?", existing.CreatorID).Scan(ctx, &bytes)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // a token's file, or an account since removed
+		}
+		if err != nil {
+			return err
+		}
+		q = Quota{Account: existing.CreatorID, Bytes: bytes}
+	}
+	return q.charge(ctx, tx, q.chargeFor(existing, size))
 }
 
 // chargeFor is what writing size bytes over existing (nil for a new file
@@ -370,7 +394,7 @@ func (r *Repo) replaceOrInsert(ctx context.Context, tx bun.Tx, parent *Node, nam
 		return nil, false, "", err
 	}
 	if existing == nil || !existing.IsDir {
-		if err := cond.Quota.charge(ctx, tx, cond.Quota.chargeFor(existing, c.Size)); err != nil {
+		if err := chargeWrite(ctx, tx, cond.Quota, existing, c.Size); err != nil {
 			return nil, false, "", err
 		}
 	}
@@ -529,7 +553,7 @@ func (r *Repo) ReplaceContent(ctx context.Context, id string, c Content, mimeTyp
 			if err := cond.check(cur); err != nil {
 				return err
 			}
-			if err := cond.Quota.charge(ctx, tx, cond.Quota.chargeFor(cur, c.Size)); err != nil {
+			if err := chargeWrite(ctx, tx, cond.Quota, cur, c.Size); err != nil {
 				return err
 			}
 			oldBlob = cur.BlobKey

@@ -57,7 +57,8 @@ func TestRacingWritersWithinAQuota(t *testing.T) {
 
 // TestQuotaCountsLiveFilesOfTheirCreator pins down what a quota counts:
 // live files the account created, at their current size; not folders,
-// not archived files, not files of others it replaced.
+// not archived files, not files of others it replaced, which count
+// against their creators' quotas.
 func TestQuotaCountsLiveFilesOfTheirCreator(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
@@ -83,9 +84,26 @@ func TestQuotaCountsLiveFilesOfTheirCreator(t *testing.T) {
 		if _, err := repo.CreateFolder(ctx, n["/d"], "sub", u.ID); err != nil {
 			t.Fatal(err)
 		}
-		// Growing someone else's file charges them, not u.
+		// Growing someone else's file charges them, not u: nothing for a
+		// creator without a quota, and within their quota for one with.
 		if _, err := put("theirs", u.ID, 900, q); err != nil {
 			t.Fatalf("replacing another's file: %v", err)
+		}
+		v, err := repo.CreateUser(ctx, "vuser", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.SetQuota(ctx, "vuser", 500); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := put("vs", v.ID, 400, model.Cond{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := put("vs", u.ID, 501, q); !errors.Is(err, model.ErrQuota) {
+			t.Fatalf("growing another's file past their quota: %v, want ErrQuota", err)
+		}
+		if _, err := put("vs", u.ID, 500, q); err != nil {
+			t.Fatalf("growing another's file within their quota: %v", err)
 		}
 		if _, err := put("mine", u.ID, 101, q); !errors.Is(err, model.ErrQuota) {
 			t.Fatalf("growing past the quota: %v, want ErrQuota", err)

@@ -698,9 +698,9 @@ func (u *upload) record(ctx context.Context, c model.Content, head []byte, maybe
 	// model.Repo); queuing them here first would give each its own.
 	// The quota is checked again against the live files: other uploads
 	// may have finished since this one was created within it.
-	var cond model.Cond
+	cond := model.Cond{Quota: model.Quota{Account: s.OwnerUserID}}
 	if caller, ok := callerFrom(ctx); ok && caller.UserID == s.OwnerUserID {
-		cond.Quota = model.Quota{Account: caller.UserID, Bytes: caller.QuotaBytes}
+		cond.Quota.Bytes = caller.QuotaBytes
 	}
 	n, _, old, err := h.store.Repo.PutFile(ctx, folder, s.Name, c, meta, s.OwnerUserID, cond)
 	if err != nil {
