@@ -16,6 +16,19 @@ import (
 	"github.com/filegate/filegate/policy"
 )
 
+// newQuotaEnv is an API environment where user has full access to folder
+// and a quota of bytes.
+func newQuotaEnv(t *testing.T, db *bun.DB, folder, user string, bytes int64) *apiEnv {
+	t.Helper()
+	e := newAPIEnv(t, db)
+	dirs := e.folders(folder)
+	e.grant(as("admin"), dirs[folder], map[string]any{"user": user, "level": "full"})
+	if err := e.repo.SetQuota(context.Background(), user, bytes); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
 // chunked hides a body's length, so the request goes out without
 // Content-Length and the server learns the size only at its end.
 func chunked(s string) io.Reader { return io.MultiReader(strings.NewReader(s)) }
@@ -121,12 +134,7 @@ func TestQuotaHoldsAtEveryDoor(t *testing.T) {
 func TestQuotaHoldsUnderConcurrentWrites(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
-		e := newAPIEnv(t, db)
-		dirs := e.folders("/race")
-		e.grant(as("admin"), dirs["/race"], map[string]any{"user": "carol", "level": "full"})
-		if err := e.repo.SetQuota(ctx, "carol", 1000); err != nil {
-			t.Fatal(err)
-		}
+		e := newQuotaEnv(t, db, "/race", "carol", 1000)
 		var wg sync.WaitGroup
 		statuses := make([]int, 8)
 		for i := range statuses {
@@ -202,6 +210,27 @@ func TestTusQuotaAtTheEnd(t *testing.T) {
 		want(t, "last PATCH over quota", resp, 413)
 		if _, err := g.repo.LiveByPath(ctx, "/late.bin"); err == nil {
 			t.Fatal("the upload was published past the quota")
+		}
+	})
+}
+
+// TestRestorePastQuotaIsRefused deletes a file over WebDAV, which archives
+// it and frees its room, fills the room, and checks that restoring it
+// through the files API answers 507 quota_exceeded.
+func TestRestorePastQuotaIsRefused(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		e := newQuotaEnv(t, db, "/q", "alice", 100)
+		e.want(e.do(as("alice"), http.MethodPut, "/dav/q/old.bin", strings.NewReader(strings.Repeat("o", 80))), http.StatusCreated)
+		old, err := e.repo.LiveByPath(ctx, "/q/old.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.want(e.do(as("alice"), http.MethodDelete, "/dav/q/old.bin", nil), http.StatusNoContent)
+		e.want(e.do(as("alice"), http.MethodPut, "/dav/q/new.bin", strings.NewReader(strings.Repeat("n", 60))), http.StatusCreated)
+		r := e.do(as("alice"), http.MethodPost, "/api/v1/files/"+old.ID+"/restore", nil)
+		if r.status != http.StatusInsufficientStorage || errorCode(r.body) != "quota_exceeded" {
+			t.Fatalf("restore past the quota: %d %s, want 507 quota_exceeded", r.status, r.body)
 		}
 	})
 }

@@ -270,18 +270,29 @@ func (q Quota) charge(ctx context.Context, tx bun.Tx, more int64) error {
 	if q.Bytes <= 0 || q.Account == "" || more <= 0 {
 		return nil
 	}
-	if IsPostgres(tx) {
-		// SQLite has one writer, which already serialises the check.
-		var id string
-		if err := tx.NewRaw("SELECT id FROM users WHERE id = ? FOR UPDATE", q.Account).Scan(ctx, &id); err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
+	if err := lockAccount(ctx, tx, q.Account); err != nil {
+		return err
 	}
 	used, err := quotaUsed(ctx, tx, q.Account)
 	if err != nil {
 		return err
 	}
 	return q.fits(used, more)
+}
+
+// lockAccount locks a user's row until the transaction ends, so that the
+// quota checks of one account's writes run one after the other. SQLite
+// has one writer, which already serialises them.
+func lockAccount(ctx context.Context, tx bun.Tx, id string) error {
+	if !IsPostgres(tx) {
+		return nil
+	}
+	var got string
+	err := tx.NewRaw("SELECT id FROM users WHERE id = ? FOR UPDATE", id).Scan(ctx, &got)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	return err
 }
 
 // fits returns ErrQuota when used and more bytes together pass q.

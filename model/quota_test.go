@@ -128,3 +128,71 @@ func TestQuotaCountsLiveFilesOfTheirCreator(t *testing.T) {
 		}
 	})
 }
+
+// TestRestoreWithinQuota archives a file, which frees its room, fills the
+// room again, and checks that restoring the file (alone, or with the
+// folder it was archived with) is refused while it would not fit, and
+// works once it does.
+func TestRestoreWithinQuota(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		repo := model.NewRepo(db)
+		u, err := repo.CreateUser(ctx, "ruser", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.SetQuota(ctx, "ruser", 100); err != nil {
+			t.Fatal(err)
+		}
+		n := tree(t, repo, "/r/", "/r/sub/")
+		q := model.Cond{Quota: model.Quota{Account: u.ID, Bytes: 100}}
+		put := func(dir *model.Node, name string, size int64) *model.Node {
+			t.Helper()
+			c := model.Content{BlobKey: model.NewID(), Size: size, SHA256: fmt.Sprintf("%064x", size)}
+			f, _, _, err := repo.PutFile(ctx, dir, name, c, model.FileMeta{}, u.ID, q)
+			if err != nil {
+				t.Fatalf("put %s: %v", name, err)
+			}
+			return f
+		}
+		old := put(n["/r"], "old", 80)
+		if _, err := repo.Archive(ctx, old.ID); err != nil {
+			t.Fatal(err)
+		}
+		filler := put(n["/r"], "filler", 60)
+		if _, err := repo.Restore(ctx, old.ID); !errors.Is(err, model.ErrQuota) {
+			t.Fatalf("restore past the quota: %v, want ErrQuota", err)
+		}
+		if _, err := repo.LiveByPath(ctx, "/r/old"); err == nil {
+			t.Fatal("a refused restore brought the file back")
+		}
+		// A folder brings back what was archived with it.
+		if _, err := repo.Archive(ctx, filler.ID); err != nil {
+			t.Fatal(err)
+		}
+		put(n["/r/sub"], "deep", 50)
+		if _, err := repo.Archive(ctx, n["/r/sub"].ID); err != nil {
+			t.Fatal(err)
+		}
+		put(n["/r"], "again", 60)
+		if _, err := repo.Restore(ctx, n["/r/sub"].ID); !errors.Is(err, model.ErrQuota) {
+			t.Fatalf("restoring a folder past the quota: %v, want ErrQuota", err)
+		}
+		if _, err := repo.Restore(ctx, old.ID); !errors.Is(err, model.ErrQuota) {
+			t.Fatalf("restore past the quota: %v, want ErrQuota", err)
+		}
+		again, err := repo.LiveByPath(ctx, "/r/again")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := repo.Archive(ctx, again.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := repo.Restore(ctx, n["/r/sub"].ID); err != nil {
+			t.Fatalf("restoring a folder that fits: %v", err)
+		}
+		if used, err := repo.QuotaUsed(ctx, u.ID); err != nil || used != 50 {
+			t.Fatalf("used %d, %v; want 50", used, err)
+		}
+	})
+}

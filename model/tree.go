@@ -141,8 +141,10 @@ func (r *Repo) Archive(ctx context.Context, id string) (*Node, error) {
 
 // Restore brings back an archived node, and the descendants archived with
 // it, at its old place. It returns ErrNotFound when the node is not
-// archived or its parent is gone, and ErrExists when a live node took its
-// name meanwhile.
+// archived or its parent is gone, ErrExists when a live node took its
+// name meanwhile, and ErrQuota when the files it brings back would take
+// an account that created them past its quota (archived files count
+// against none, so that room may have been used since).
 func (r *Repo) Restore(ctx context.Context, id string) (*Node, error) {
 	var out *Node
 	err := r.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
@@ -152,6 +154,11 @@ func (r *Repo) Restore(ctx context.Context, id string) (*Node, error) {
 		}
 		if !n.Archived() {
 			return fmt.Errorf("%w: not archived", ErrNotFound)
+		}
+		// Accounts first, then the folder, in the order writes take them.
+		quotas, err := quotasOfRestored(ctx, tx, n)
+		if err != nil {
+			return err
 		}
 		if _, err := lockParent(ctx, tx, n.ParentID); err != nil {
 			return err
@@ -169,12 +176,51 @@ func (r *Repo) Restore(ctx context.Context, id string) (*Node, error) {
 				return err
 			}
 		}
+		// Archived files count against no quota; back, they do again.
+		for _, q := range quotas {
+			used, err := quotaUsed(ctx, tx, q.Account)
+			if err != nil {
+				return err
+			}
+			if err := q.fits(used, 0); err != nil {
+				return err
+			}
+		}
 		n.ArchivedAt = nil
 		n.UpdatedAt = now
 		out = n
 		return nil
 	})
 	return out, err
+}
+
+// quotasOfRestored returns the quotas of the accounts that created files
+// a restore of n brings back, with their rows locked on PostgreSQL so the
+// check after the restore holds until the commit.
+func quotasOfRestored(ctx context.Context, tx bun.Tx, n *Node) ([]Quota, error) {
+	q := tx.NewSelect().TableExpr("nodes AS n").Join("JOIN users AS u ON u.id = n.creator_id").
+		ColumnExpr("DISTINCT u.id, u.quota_bytes").Where("u.quota_bytes > 0").Where("NOT n.is_dir")
+	if n.IsDir {
+		lo, hi := descendantRange(n.Lineage)
+		q = q.Where("n.lineage > ? AND n.lineage < ? AND n.archived_at = ?", lo, hi, *n.ArchivedAt)
+	} else {
+		q = q.Where("n.id = ?", n.ID)
+	}
+	var rows []struct {
+		ID         string `bun:"id"`
+		QuotaBytes int64  `bun:"quota_bytes"`
+	}
+	if err := q.Scan(ctx, &rows); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
+	out := make([]Quota, 0, len(rows))
+	for _, r := range rows {
+		if err := lockAccount(ctx, tx, r.ID); err != nil {
+			return nil, err
+		}
+		out = append(out, Quota{Account: r.ID, Bytes: r.QuotaBytes})
+	}
+	return out, nil
 }
 
 // Purge removes a node and its whole subtree, archived or not, for good. It
