@@ -25,6 +25,12 @@ import (
 // context has ended before its turn is skipped with that error.
 type groupCommit struct {
 	db *bun.DB
+	// conn is the connection batches run on, kept between batches. A
+	// SQLite connection drops its page cache whenever it finds that
+	// another connection wrote since its last transaction; batches that
+	// took whichever pooled connection was free found that every time
+	// and read the index pages they update back in. Only drain uses it.
+	conn *bun.Conn
 
 	mu      sync.Mutex
 	queue   []*groupChange
@@ -85,7 +91,7 @@ func (g *groupCommit) drain() {
 func (g *groupCommit) commit(batch []*groupChange) {
 	g.commits.Add(1)
 	results := make([]error, len(batch))
-	err := g.db.RunInTx(context.Background(), nil, func(ctx context.Context, tx bun.Tx) error {
+	err := g.runInTx(func(ctx context.Context, tx bun.Tx) error {
 		for i, c := range batch {
 			if err := c.ctx.Err(); err != nil {
 				results[i] = err
@@ -108,6 +114,12 @@ func (g *groupCommit) commit(batch []*groupChange) {
 		}
 		return nil
 	})
+	if err != nil && g.conn != nil {
+		// The connection may be what failed; the next batch takes a
+		// fresh one.
+		g.conn.Close()
+		g.conn = nil
+	}
 	for i, c := range batch {
 		if err != nil {
 			c.done <- dbErr(err)
@@ -115,4 +127,18 @@ func (g *groupCommit) commit(batch []*groupChange) {
 			c.done <- results[i]
 		}
 	}
+}
+
+// runInTx runs fn in a transaction on the batches' own connection, taking
+// one from the pool first when there is none.
+func (g *groupCommit) runInTx(fn func(ctx context.Context, tx bun.Tx) error) error {
+	ctx := context.Background()
+	if g.conn == nil {
+		c, err := g.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		g.conn = &c
+	}
+	return g.conn.RunInTx(ctx, nil, fn)
 }

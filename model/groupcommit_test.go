@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"runtime"
@@ -227,4 +228,50 @@ func TestAuditChainThroughRepo(t *testing.T) {
 			t.Fatalf("chain: %+v, %v; want %d rows, whole", rep, err, writers*each)
 		}
 	})
+}
+
+// TestGroupCommitKeepsItsConnection checks that batches run on one
+// connection of their own: a mark left in the first batch's connection
+// (a temporary table) is there for the second batch, and on none of the
+// pool's other connections, even with all of them taken in between. A
+// batch on whichever connection was free found its page cache dropped
+// after other connections' writes and read back the pages it updates.
+func TestGroupCommitKeepsItsConnection(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.Open(t, dbtest.SQLite)
+	r := model.NewRepo(db)
+	marked := func(ctx context.Context, q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) bool {
+		var n int
+		if err := q.QueryRowContext(ctx, "SELECT COUNT(*) FROM sqlite_temp_master WHERE name = 'batch_mark'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	if err := r.RunGrouped(ctx, func(ctx context.Context, tx bun.Tx) error {
+		_, err := tx.ExecContext(ctx, "CREATE TEMP TABLE batch_mark (x)")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Every other connection the pool may open (SQLite's pool holds 8).
+	for range 7 {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if marked(ctx, c) {
+			t.Fatal("the first batch's connection went back to the pool")
+		}
+	}
+	if err := r.RunGrouped(ctx, func(ctx context.Context, tx bun.Tx) error {
+		if !marked(ctx, tx) {
+			return errors.New("the second batch ran on another connection")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
