@@ -9,7 +9,9 @@ import (
 )
 
 // hotStatements are the lookups every small request makes (the caller's
-// account, the folder and file a write lands on), prepared on PostgreSQL
+// account, the folder and file a write lands on) and the insert of a new
+// file (4 KiB PUTs on PostgreSQL ~502 -> ~572/s in alternating runs, once
+// it was prepared too), prepared on PostgreSQL
 // so that each connection parses and plans them once: sent as plain
 // queries, as Bun sends everything, parsing and planning are most of
 // their cost (0.155 ms against 0.059 ms prepared, pgbench on this
@@ -27,6 +29,7 @@ type hotStatements struct {
 	userByName    *sql.Stmt
 	folderAndLive *sql.Stmt
 	liveByPath    *sql.Stmt
+	createFile    *sql.Stmt // see Repo.createFile
 }
 
 // nodeColumns lists every column of Node in table order.
@@ -63,6 +66,18 @@ func (h *hotStatements) statements(ctx context.Context) *hotStatements {
 	h.folderAndLive = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.id = $1 OR " +
 		"(n.path = $2 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "')")
 	h.liveByPath = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.path = $1 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "'")
+	// Parameters of a SELECT list are text unless cast.
+	h.createFile = prep(`INSERT INTO nodes (id, parent_id, name, path, lineage, is_dir, size, mime_type, sha256,
+		etag, blob_key, creator_id, owner_id, tags, title, description, source, phi, status, version,
+		created_at, updated_at, mod_time)
+	SELECT $1, p.id, $2, CASE WHEN p.path = '/' THEN '/' || $2 ELSE p.path || '/' || $2 END, p.lineage || '/' || $1,
+		FALSE, $3::bigint, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::boolean, $15, 1,
+		$16::timestamptz, $17::timestamptz, $18::timestamptz
+	FROM nodes AS p
+	WHERE p.id = $19 AND p.is_dir AND p.archived_at IS NULL AND p.status = '` + StatusCompleted + `'
+	FOR KEY SHARE OF p
+	ON CONFLICT DO NOTHING
+	RETURNING path, lineage`)
 	if err != nil {
 		h.closeLocked()
 		return nil // retried on the next call: the database may be back
@@ -72,7 +87,7 @@ func (h *hotStatements) statements(ctx context.Context) *hotStatements {
 }
 
 func (h *hotStatements) closeLocked() {
-	for _, s := range []**sql.Stmt{&h.userByName, &h.folderAndLive, &h.liveByPath} {
+	for _, s := range []**sql.Stmt{&h.userByName, &h.folderAndLive, &h.liveByPath, &h.createFile} {
 		if *s != nil {
 			(*s).Close()
 			*s = nil
@@ -126,4 +141,27 @@ func (h *hotStatements) run(ctx context.Context, tx *bun.Tx, stmt *sql.Stmt, arg
 		return nil, nil, err
 	}
 	return rows, done, nil
+}
+
+// createFileRow runs the prepared createFile statement for n, a new file
+// in the folder parentID, and appends the path and lineage it was placed
+// at to placed; nothing is appended when the statement inserted nothing
+// (a name taken, or no such live folder).
+func (h *hotStatements) createFileRow(ctx context.Context, n *Node, tags, parentID string, placed *[]placement) error {
+	rows, done, err := h.run(ctx, nil, h.createFile, []any{n.ID, n.Name, n.Size, n.MimeType, n.SHA256,
+		n.ETag, n.BlobKey, n.CreatorID, n.OwnerID, tags, n.Title, n.Description, n.Source, n.PHI, n.Status,
+		n.CreatedAt, n.UpdatedAt, n.ModTime, parentID})
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer rows.Close()
+	for rows.Next() {
+		var p placement
+		if err := rows.Scan(&p.Path, &p.Lineage); err != nil {
+			return err
+		}
+		*placed = append(*placed, p)
+	}
+	return rows.Err()
 }

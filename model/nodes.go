@@ -491,10 +491,7 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 	if err != nil {
 		return nil, err
 	}
-	var placed []struct {
-		Path    string `bun:"path"`
-		Lineage string `bun:"lineage"`
-	}
+	var placed []placement
 	insert := func(ctx context.Context, db bun.IDB) error {
 		err := db.NewRaw(`INSERT INTO nodes (id, parent_id, name, path, lineage, is_dir, size, mime_type, sha256,
 		etag, blob_key, creator_id, owner_id, tags, title, description, source, phi, status, version,
@@ -515,7 +512,9 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 		}
 		return err
 	}
-	if r.group == nil {
+	if h := r.hot.statements(ctx); h != nil {
+		err = h.createFileRow(ctx, n, string(tagsJSON), parent.ID, &placed)
+	} else if r.group == nil {
 		err = insert(ctx, r.db)
 	} else {
 		err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error { return insert(ctx, tx) })
@@ -529,6 +528,12 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 	n.Path, n.Lineage = placed[0].Path, placed[0].Lineage
 	r.stats.grew(1)
 	return n, nil
+}
+
+// placement is where createFile's statement put a new file.
+type placement struct {
+	Path    string `bun:"path"`
+	Lineage string `bun:"lineage"`
 }
 
 // newFile is the row of a new file named name in parent, its path and
