@@ -34,12 +34,21 @@ test: deps lint build
 	$(MAKE) --no-print-directory bench-smoke
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
-# Each fuzz target runs briefly over its checked-in seed corpus.
+# Each fuzz target runs briefly over its checked-in seed corpus. Go 1.26's
+# fuzz coordinator can fail a run whose -fuzztime ends while a worker is
+# busy, with a bare "context deadline exceeded" and no input written
+# (golang/go#75804, fixed in Go 1.27); such a run is run once more, and
+# anything else that fails, a written failing input above all, fails.
 FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' . 2>/dev/null | xargs -r dirname | sort -u)
 fuzz-short:
 	@for d in $(FUZZ_TARGETS); do \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go | sed 's/func //'); do \
-	    echo "fuzz $$d $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 5s $$d || exit 1; \
+	    echo "fuzz $$d $$f"; \
+	    out=$$($(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 5s $$d 2>&1); rc=$$?; echo "$$out"; \
+	    if [ $$rc -ne 0 ] && echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q 'Failing input written'; then \
+	      echo "fuzz $$d $$f: the fuzz coordinator's deadline race (golang/go#75804), not a finding; once more"; \
+	      $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 5s $$d || exit 1; \
+	    elif [ $$rc -ne 0 ]; then exit 1; fi; \
 	  done; \
 	done
 
