@@ -62,16 +62,25 @@ func (ad *admin) listUsers(w http.ResponseWriter, r *http.Request) {
 	}{out})
 }
 
+// userAndUsage reads the account named name and the bytes that count
+// against its quota.
+func (ad *admin) userAndUsage(ctx context.Context, name string) (*model.User, int64, error) {
+	u, err := ad.s.repo.UserByName(ctx, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	used, err := ad.s.repo.QuotaUsed(ctx, u.ID)
+	if err != nil {
+		return nil, 0, err
+	}
+	return u, used, nil
+}
+
 // getUser serves GET /api/v1/users/{name}: one account as listUsers
 // shows it, for a script that watches one user's usage.
 func (ad *admin) getUser(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	u, err := ad.s.repo.UserByName(ctx, r.PathValue("name"))
-	if err != nil {
-		ad.fail(w, r, err, nil)
-		return
-	}
-	used, err := ad.s.repo.QuotaUsed(ctx, u.ID)
+	u, used, err := ad.userAndUsage(ctx, r.PathValue("name"))
 	if err != nil {
 		ad.fail(w, r, err, nil)
 		return
@@ -147,12 +156,7 @@ func (ad *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ad.mu.Lock()
 	defer ad.mu.Unlock()
-	u, err := ad.s.repo.UserByName(ctx, r.PathValue("name"))
-	if err != nil {
-		ad.fail(w, r, err, nil)
-		return
-	}
-	used, err := ad.s.repo.QuotaUsed(ctx, u.ID)
+	u, used, err := ad.userAndUsage(ctx, r.PathValue("name"))
 	if err != nil {
 		ad.fail(w, r, err, nil)
 		return
