@@ -67,9 +67,7 @@ func (h *hotStatements) statements(ctx context.Context) *hotStatements {
 		"(n.path = $2 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "')")
 	h.liveByPath = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.path = $1 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "'")
 	// Parameters of a SELECT list are text unless cast.
-	h.createFile = prep(`INSERT INTO nodes (id, parent_id, name, path, lineage, is_dir, size, mime_type, sha256,
-		etag, blob_key, creator_id, owner_id, tags, title, description, source, phi, status, version,
-		created_at, updated_at, mod_time)
+	h.createFile = prep(`INSERT INTO nodes (` + newFileColumns + `)
 	SELECT $1, p.id, $2, CASE WHEN p.path = '/' THEN '/' || $2 ELSE p.path || '/' || $2 END, p.lineage || '/' || $1,
 		FALSE, $3::bigint, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::boolean, $15, 1,
 		$16::timestamptz, $17::timestamptz, $18::timestamptz

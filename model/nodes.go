@@ -493,9 +493,7 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 	}
 	var placed []placement
 	insert := func(ctx context.Context, db bun.IDB) error {
-		err := db.NewRaw(`INSERT INTO nodes (id, parent_id, name, path, lineage, is_dir, size, mime_type, sha256,
-		etag, blob_key, creator_id, owner_id, tags, title, description, source, phi, status, version,
-		created_at, updated_at, mod_time)
+		err := db.NewRaw(`INSERT INTO nodes (`+newFileColumns+`)
 	SELECT ?, p.id, ?, CASE WHEN p.path = '/' THEN '/' || ? ELSE p.path || '/' || ? END, p.lineage || '/' || ?,
 		FALSE, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?
 	FROM nodes AS p
@@ -529,6 +527,12 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 	r.stats.grew(1)
 	return n, nil
 }
+
+// newFileColumns are the columns createFile's statement fills, in the
+// order of its values; its prepared twin (hotStatements) fills the same.
+const newFileColumns = "id, parent_id, name, path, lineage, is_dir, size, mime_type, sha256, " +
+	"etag, blob_key, creator_id, owner_id, tags, title, description, source, phi, status, version, " +
+	"created_at, updated_at, mod_time"
 
 // placement is where createFile's statement put a new file.
 type placement struct {
