@@ -55,7 +55,8 @@ func OpenDB(ctx context.Context, o DBOptions) (*bun.DB, error) {
 func openPostgres(ctx context.Context, o DBOptions) (*bun.DB, error) {
 	connector := pgdriver.NewConnector(pgdriver.WithDSN(o.URL),
 		pgdriver.WithTimeout(5*time.Second),
-		pgdriver.WithDialTimeout(3*time.Second))
+		pgdriver.WithDialTimeout(3*time.Second),
+		genericPlans)
 	sqldb := sql.OpenDB(connector)
 	maxConns := o.MaxConns
 	if maxConns <= 0 {
@@ -70,6 +71,26 @@ func openPostgres(ctx context.Context, o DBOptions) (*bun.DB, error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// genericPlans has every connection keep one plan per prepared statement
+// (plan_cache_mode force_generic_plan) unless the database URL sets the
+// mode. Only filegate's prepared statements (hotStatements, davfs's
+// lookup) take parameters on the server, all of them index probes whose
+// generic plan is the custom one. Left to choose, PostgreSQL planned the
+// WebDAV write lookup afresh on every call, its array parameters making
+// the generic plan look dearer: 0.31 ms of planning against 0.05 ms of
+// execution per 4 KiB PUT (pg_stat_statements with track_planning).
+func genericPlans(c *pgdriver.Config) {
+	if _, set := c.ConnParams["plan_cache_mode"]; set {
+		return
+	}
+	params := make(map[string]any, len(c.ConnParams)+1)
+	for k, v := range c.ConnParams {
+		params[k] = v
+	}
+	params["plan_cache_mode"] = "force_generic_plan"
+	c.ConnParams = params
 }
 
 func openSQLite(ctx context.Context, o DBOptions) (*bun.DB, error) {

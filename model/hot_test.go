@@ -9,6 +9,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/filegate/filegate/migrations"
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/dbtest"
 )
@@ -90,4 +91,54 @@ func TestHotLookupsAgreeWithBun(t *testing.T) {
 			t.Fatalf("LiveByPath below an archived folder: %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// TestPreparedStatementsKeepOnePlan checks that on PostgreSQL the prepared
+// lookups are planned once per connection rather than on each call, and
+// that a database URL choosing the plan cache mode itself is obeyed.
+func TestPreparedStatementsKeepOnePlan(t *testing.T) {
+	ctx := context.Background()
+	url := dbtest.URL(t, dbtest.Postgres)
+	db, err := model.OpenDB(ctx, model.DBOptions{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := migrations.Up(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	// Statements are per connection; run the lookup on one.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PREPARE live(text[]) AS SELECT id FROM nodes WHERE path = ANY($1::text[]) AND archived_at IS NULL"); err != nil {
+		t.Fatal(err)
+	}
+	for range 8 {
+		if _, err := conn.ExecContext(ctx, `EXECUTE live('{"/"}')`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var custom, generic int
+	if err := conn.QueryRowContext(ctx, "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE name = 'live'").Scan(&custom, &generic); err != nil {
+		t.Fatal(err)
+	}
+	if custom != 0 || generic != 8 {
+		t.Fatalf("8 runs of a prepared lookup made %d custom and %d generic plans, want 0 and 8", custom, generic)
+	}
+
+	own, err := model.OpenDB(ctx, model.DBOptions{URL: url + "&plan_cache_mode=force_custom_plan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	var mode string
+	if err := own.QueryRowContext(ctx, "SHOW plan_cache_mode").Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if mode != "force_custom_plan" {
+		t.Fatalf("plan_cache_mode = %q with the URL asking for force_custom_plan", mode)
+	}
 }

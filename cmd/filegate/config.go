@@ -58,8 +58,11 @@ func (sf *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.blobURL, "blob-url", envString("blob-url", ""),
 		"blob store: file:///path (add ?direct_io=true to write large blobs with O_DIRECT), a folder path, or s3://bucket/prefix?endpoint=…&region=…&path_style=true (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default <data>/blobs [FILEGATE_BLOB_URL]")
 	fs.IntVar(&sf.dbMaxConns, "db-max-conns", int(envInt64("db-max-conns", int64(model.DefaultMaxConns()))),
-		"most PostgreSQL connections this process opens (one more listens for policy changes); instances × (this + 1) must stay below the server's max_connections [FILEGATE_DB_MAX_CONNS]")
+		"most PostgreSQL connections this process opens, at least 2 (one more listens for policy changes); instances × (this + 1) must stay below the server's max_connections [FILEGATE_DB_MAX_CONNS]")
 }
+
+// minDBConns is the smallest PostgreSQL pool filegate runs on.
+const minDBConns = 2
 
 // opened is everything a command may need, opened from the store flags.
 type opened struct {
@@ -78,6 +81,11 @@ func (o *opened) Close() {
 // open connects to the database, applies migrations, and opens the blob
 // store and the authorizer.
 func (sf *storeFlags) open(ctx context.Context, log *slog.Logger) (*opened, error) {
+	if sf.dbMaxConns < minDBConns {
+		// With one connection, migrating would wait forever for a
+		// second while the first holds the migration lock.
+		return nil, fmt.Errorf("--db-max-conns %d: at least %d are needed, as migrations hold one connection for their lock and work on another", sf.dbMaxConns, minDBConns)
+	}
 	db, err := model.OpenDB(ctx, model.DBOptions{URL: sf.databaseURL, DataDir: sf.data, MaxConns: sf.dbMaxConns})
 	if err != nil {
 		return nil, err

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/filegate/filegate/model/blob/localblob"
+	"github.com/filegate/filegate/model/dbtest"
 )
 
 // TestLocalBlobURLOptions checks how a file:// blob URL's options open the
@@ -54,5 +58,32 @@ func TestLocalBlobURLOptions(t *testing.T) {
 				t.Errorf("DirectIO() = %v, want %v", ls.DirectIO(), c.direct)
 			}
 		})
+	}
+}
+
+// TestPoolTooSmallToMigrate checks that a PostgreSQL pool too small to
+// migrate is refused with a reason at once, and that the smallest allowed
+// one migrates: with one connection, startup used to wait forever.
+func TestPoolTooSmallToMigrate(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	url := dbtest.URL(t, dbtest.Postgres)
+	for _, c := range []struct {
+		conns   int
+		wantErr bool
+	}{{0, true}, {1, true}, {minDBConns, false}} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		sf := &storeFlags{databaseURL: url, data: t.TempDir(), dbMaxConns: c.conns}
+		o, err := sf.open(ctx, log)
+		cancel()
+		if c.wantErr {
+			if err == nil || !strings.Contains(err.Error(), "--db-max-conns") {
+				t.Errorf("--db-max-conns %d: err %v, want one naming the flag", c.conns, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("--db-max-conns %d: %v", c.conns, err)
+		}
+		o.Close()
 	}
 }
