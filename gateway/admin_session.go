@@ -116,8 +116,13 @@ func (ad *admin) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	p, err := ad.s.authn.password(ctx, strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("password"))
+	p, err := ad.s.authn.password(ctx, strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("password"), r)
 	if err != nil {
+		var t *throttled
+		if errors.As(err, &t) {
+			writeThrottled(w, t)
+			return
+		}
 		if errors.Is(err, model.ErrUnavailable) {
 			ad.s.writeError(w, r, err)
 			return

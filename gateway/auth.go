@@ -7,9 +7,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,18 +101,59 @@ type authenticator struct {
 	// released is when verification memory was last handed back to the
 	// operating system (see releaseArgon).
 	released atomic.Int64
+	// limits block password guessing (see model.SignInLimits); the counts
+	// are in the database, shared by every instance.
+	limits model.SignInLimits
+	// audit, when set, receives a row for each failed password sign-in
+	// and each block it starts.
+	audit func() *model.AuditLog
+	log   func(ctx context.Context) *slog.Logger
 }
 
-func newAuthenticator(repo *model.Repo) *authenticator {
+func newAuthenticator(repo *model.Repo, limits model.SignInLimits) *authenticator {
 	a := &authenticator{repo: repo, ttl: 10 * time.Minute, cached: map[[32]byte]time.Time{},
-		verifying: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
+		verifying: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))), limits: limits,
+		audit: func() *model.AuditLog { return nil }, log: func(context.Context) *slog.Logger { return slog.Default() }}
 	rand.Read(a.key[:])
 	return a
 }
 
+// throttled is the error of a password sign-in refused, unchecked,
+// because its account name or client address failed too often.
+type throttled struct{ until time.Time }
+
+func (t *throttled) Error() string { return "too many failed sign-ins" }
+
+// retryAfter is the Retry-After value of a throttled answer: whole
+// seconds until the block ends, at least 1.
+func (t *throttled) retryAfter(now time.Time) string {
+	return strconv.FormatInt(max(1, int64(math.Ceil(t.until.Sub(now).Seconds()))), 10)
+}
+
+// writeThrottled answers a throttled sign-in with 429 and Retry-After.
+func writeThrottled(w http.ResponseWriter, t *throttled) {
+	w.Header().Set("Retry-After", t.retryAfter(time.Now()))
+	writeJSONError(w, http.StatusTooManyRequests, "too_many_attempts",
+		"Too many failed sign-ins for this account or address; try again later.")
+}
+
+// clientAddr is the client's address without port from a RemoteAddr as
+// the server keeps it ("IP:PORT", or "CLIENT via PROXY" behind a trusted
+// proxy).
+func clientAddr(remote string) string {
+	if client, _, ok := strings.Cut(remote, " via "); ok {
+		return client
+	}
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}
+
 // authenticate inspects the Authorization header. No header gives
-// Anonymous. It returns errBadCredentials, or model.ErrUnavailable when the
-// database cannot say.
+// Anonymous. It returns errBadCredentials, a *throttled for a password
+// sign-in refused after too many failures, or model.ErrUnavailable when
+// the database cannot say.
 func (a *authenticator) authenticate(r *http.Request) (Principal, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
@@ -128,7 +173,7 @@ func (a *authenticator) authenticate(r *http.Request) (Principal, error) {
 		if strings.HasPrefix(pass, model.TokenPrefix+"_") || strings.HasPrefix(pass, model.APIKeyPrefix+"_") {
 			return a.bearer(ctx, pass)
 		}
-		return a.password(ctx, user, pass)
+		return a.password(ctx, user, pass, r)
 	}
 	return Anonymous, errBadCredentials
 }
@@ -151,43 +196,94 @@ func (a *authenticator) bearer(ctx context.Context, cred string) (Principal, err
 	return Anonymous, errBadCredentials
 }
 
-func (a *authenticator) password(ctx context.Context, name, pass string) (Principal, error) {
+// password checks a name and password. A password verified in the last
+// ttl is accepted from the cache, so a block set by someone guessing does
+// not cut off a user already signed in; any other check is refused with a
+// *throttled while the name or the client's address is blocked. A wrong
+// password, or an unknown name, counts a failure against both.
+func (a *authenticator) password(ctx context.Context, name, pass string, r *http.Request) (Principal, error) {
 	if name == "" || pass == "" || len(pass) > 1024 {
 		return Anonymous, errBadCredentials
 	}
 	u, err := a.repo.UserByName(ctx, name)
-	if err != nil {
+	if err != nil && !errors.Is(err, model.ErrNotFound) && !errors.Is(err, model.ErrInvalid) {
 		return Anonymous, credErr(err)
 	}
-	if u.Disabled || u.PasswordHash == "" {
-		return Anonymous, errBadCredentials
-	}
-	k := a.cacheKey(u, pass)
-	now := time.Now()
-	a.mu.Lock()
-	exp, hit := a.cached[k]
-	a.mu.Unlock()
-	if !hit || now.After(exp) {
-		select {
-		case a.verifying <- struct{}{}:
-		case <-ctx.Done():
-			return Anonymous, credErr(ctx.Err())
-		}
-		ok := model.CheckPassword(u.PasswordHash, pass)
-		<-a.verifying
-		a.releaseArgon()
-		if !ok {
+	var k [32]byte
+	if u != nil {
+		if u.Disabled || u.PasswordHash == "" {
 			return Anonymous, errBadCredentials
 		}
+		k = a.cacheKey(u, pass)
 		a.mu.Lock()
-		if len(a.cached) > 10000 {
-			clear(a.cached) // bounded memory beats perfect hit rates
-		}
-		a.cached[k] = now.Add(a.ttl)
+		exp, hit := a.cached[k]
 		a.mu.Unlock()
+		if hit && time.Now().Before(exp) {
+			return Principal{Subject: "user:" + u.Name, User: u, Method: "password"}, nil
+		}
 	}
+	account, address := model.SignInKeys(name, clientAddr(r.RemoteAddr))
+	if until, err := a.repo.SignInBlockedUntil(ctx, time.Now(), account, address); err != nil {
+		return Anonymous, credErr(err)
+	} else if !until.IsZero() {
+		return Anonymous, &throttled{until: until}
+	}
+	if u == nil {
+		return Anonymous, a.failed(ctx, r, name, account, address)
+	}
+	select {
+	case a.verifying <- struct{}{}:
+	case <-ctx.Done():
+		return Anonymous, credErr(ctx.Err())
+	}
+	ok := model.CheckPassword(u.PasswordHash, pass)
+	<-a.verifying
+	a.releaseArgon()
+	if !ok {
+		return Anonymous, a.failed(ctx, r, name, account, address)
+	}
+	if err := a.repo.SignInSucceeded(ctx, account); err != nil {
+		return Anonymous, credErr(err)
+	}
+	a.mu.Lock()
+	if len(a.cached) > 10000 {
+		clear(a.cached) // bounded memory beats perfect hit rates
+	}
+	a.cached[k] = time.Now().Add(a.ttl)
+	a.mu.Unlock()
 	return Principal{Subject: "user:" + u.Name, User: u, Method: "password"}, nil
 }
+
+// failed counts a failed password sign-in as name, records it in the audit
+// trail, and returns errBadCredentials; or the error that kept it from
+// being counted, so a guess is never answered without being counted.
+func (a *authenticator) failed(ctx context.Context, r *http.Request, name, account, address string) error {
+	ctx = context.WithoutCancel(ctx)
+	until, err := a.repo.SignInFailed(ctx, a.limits, time.Now(), account, address)
+	if err != nil {
+		return credErr(err)
+	}
+	e := model.AuditEntry{Door: door(r.URL.Path), Subject: "user:" + name, Action: actSignInFailed,
+		Object: "*", Decision: model.AuditDeny, Remote: r.RemoteAddr, RequestID: RequestID(ctx)}
+	entries := []model.AuditEntry{e}
+	if !until.IsZero() {
+		e.Action, e.Rule = actSignInBlocked, "until "+until.Format(time.RFC3339)
+		entries = append(entries, e)
+		a.log(ctx).Warn("sign-ins blocked after repeated failures", "name", name, "remote", r.RemoteAddr, "until", until)
+	}
+	if log := a.audit(); log != nil {
+		if err := log.Append(ctx, entries...); err != nil {
+			return credErr(err)
+		}
+	}
+	return errBadCredentials
+}
+
+// Audit actions of password sign-ins.
+const (
+	actSignInFailed  = "sign_in.failed"
+	actSignInBlocked = "sign_in.blocked"
+)
 
 // releaseArgon hands the memory of finished argon2id verifications back
 // to the operating system once none is running. Go's scavenger would keep

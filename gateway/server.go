@@ -58,6 +58,9 @@ type Config struct {
 	// client's in logs and audit rows; set it only behind a proxy that
 	// appends it.
 	TrustForwardedHeaders bool
+	// SignInLimits block password guessing; zero fields take
+	// model.DefaultSignInLimits.
+	SignInLimits model.SignInLimits
 	// ListingCacheBytes bounds the rendered WebDAV listings kept between
 	// requests (davfs.ListingCache); default DefaultListingCacheBytes,
 	// negative disables the cache.
@@ -125,9 +128,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, store: d.Store, repo: d.Store.Repo, authz: d.Authz, log: d.Log,
-		authn: newAuthenticator(d.Store.Repo), metrics: newMetrics(), mux: http.NewServeMux(),
+		authn: newAuthenticator(d.Store.Repo, cfg.SignInLimits), metrics: newMetrics(), mux: http.NewServeMux(),
 		davLocks: davfs.NewLockSystem(d.Store.Repo.DB()),
 	}
+	s.authn.audit, s.authn.log = s.AuditLog, s.logger
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())
@@ -237,7 +241,12 @@ func (s *Server) authenticated(h http.Handler) http.Handler {
 		}
 		p, err := s.authn.authenticate(r)
 		if err != nil {
-			if errors.Is(err, model.ErrUnavailable) {
+			var t *throttled
+			switch {
+			case errors.As(err, &t):
+				writeThrottled(w, t)
+				return
+			case errors.Is(err, model.ErrUnavailable):
 				s.writeError(w, r, err)
 				return
 			}

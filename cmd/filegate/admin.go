@@ -100,7 +100,7 @@ func readPassword(stdin io.Reader, fromStdin bool) (string, error) {
 
 func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: filegate user add|list|passwd|disable|enable|quota")
+		return errors.New("usage: filegate user add|list|passwd|disable|enable|quota|unblock")
 	}
 	if i := slices.IndexFunc(args, negativeArg.MatchString); i > 0 && args[0] == "quota" {
 		_, err := parseQuota(args[i])
@@ -112,7 +112,7 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	admin := fs.Bool("admin", false, "give the user the admin role")
 	pwStdin := fs.Bool("password-stdin", false, "read the password from standard input")
 	pos, o, err := openSubcommand(ctx, "user", fs, &sf, args,
-		map[string]int{"add": 1, "list": 0, "passwd": 1, "disable": 1, "enable": 1, "quota": 2}, stderr)
+		map[string]int{"add": 1, "list": 0, "passwd": 1, "disable": 1, "enable": 1, "quota": 2, "unblock": 1}, stderr)
 	if err != nil {
 		return err
 	}
@@ -168,6 +168,13 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return err
 		}
 		fmt.Fprintf(stdout, "user %s %sd\n", pos[0], args[0])
+	case "unblock":
+		// Only the name's count: an address that guessed keeps its own.
+		account, _ := model.SignInKeys(pos[0], "")
+		if err := o.repo.SignInSucceeded(ctx, account); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "failed sign-ins of %s forgotten; password sign-ins are checked again\n", pos[0])
 	case "quota":
 		size, err := parseQuota(pos[1])
 		if err != nil {

@@ -25,6 +25,7 @@ Usage:
   filegate user add NAME [--admin] [--password-stdin]
   filegate user list | passwd NAME [--password-stdin] | disable NAME | enable NAME
   filegate user quota NAME SIZE               storage quota: 2GiB or 10G binary, 1.5GB decimal; 0 or none removes it
+  filegate user unblock NAME                  forget NAME's failed sign-ins, ending a block
   filegate group add NAME | add-member GROUP USER | remove-member GROUP USER | list
   filegate policy list|add|remove|what-if|explain|import|export   (see filegate policy)
   filegate apikey create USER [--label L] | revoke KEY_ID

@@ -199,6 +199,30 @@ func TestAdminCommands(t *testing.T) {
 			if out := runOK("", "user", "list"); !regexp.MustCompile(`alice\s+\S+\s+false\s+true\s+none\s+2\.9 KiB\s`).MatchString(out) {
 				t.Fatalf("alice's quota was not removed:\n%s", out)
 			}
+
+			// unblock ends a block that failed sign-ins set.
+			db, err := model.OpenDB(ctx, model.DBOptions{URL: os.Getenv("FILEGATE_DATABASE_URL"), DataDir: data})
+			if err != nil {
+				t.Fatal(err)
+			}
+			repo := model.NewRepo(db)
+			account, _ := model.SignInKeys("alice", "")
+			for range model.DefaultSignInLimits.PerAccount {
+				if _, err := repo.SignInFailed(ctx, model.SignInLimits{}, time.Now(), account, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if until, err := repo.SignInBlockedUntil(ctx, time.Now(), account); err != nil || until.IsZero() {
+				t.Fatalf("alice not blocked after %d failures: %v", model.DefaultSignInLimits.PerAccount, err)
+			}
+			if out := runOK("", "user", "unblock", "Alice"); !strings.Contains(out, "forgotten") {
+				t.Fatalf("user unblock printed %q", out)
+			}
+			if until, err := repo.SignInBlockedUntil(ctx, time.Now(), account); err != nil || !until.IsZero() {
+				t.Fatalf("alice still blocked until %v after unblock (%v)", until, err)
+			}
+			db.Close()
+
 			var errb bytes.Buffer
 			if err := run(ctx, []string{"user", "add", "alice", "--password-stdin"}, strings.NewReader("x-password\n"), io.Discard, &errb); err == nil {
 				t.Fatal("adding an existing user succeeded")

@@ -95,8 +95,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"most byte ranges one GET may ask for; more get the whole file [FILEGATE_MAX_RANGES]")
 	listingCache := fs.Int64("listing-cache-bytes", envInt64("listing-cache-bytes", gateway.DefaultListingCacheBytes),
 		"memory for rendered WebDAV folder listings, checked against the database on every use; 0 disables [FILEGATE_LISTING_CACHE_BYTES]")
+	d := model.DefaultSignInLimits
+	signInAccount := fs.Int64("sign-in-failures", envInt64("sign-in-failures", int64(d.PerAccount)),
+		"failed password sign-ins of one account name before its sign-ins are blocked; negative never blocks [FILEGATE_SIGN_IN_FAILURES]")
+	signInAddress := fs.Int64("sign-in-failures-per-address", envInt64("sign-in-failures-per-address", int64(d.PerAddress)),
+		"failed password sign-ins from one client address, over every name, before its sign-ins are blocked; negative never blocks [FILEGATE_SIGN_IN_FAILURES_PER_ADDRESS]")
+	signInBlock := fs.Duration("sign-in-block", envDuration("sign-in-block", d.Block),
+		"first block after too many failed sign-ins, doubled with each further failure up to --sign-in-max-block [FILEGATE_SIGN_IN_BLOCK]")
+	signInMaxBlock := fs.Duration("sign-in-max-block", envDuration("sign-in-max-block", d.MaxBlock),
+		"longest block after failed sign-ins [FILEGATE_SIGN_IN_MAX_BLOCK]")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *signInAccount == 0 || *signInAddress == 0 || *signInBlock <= 0 || *signInMaxBlock <= 0 {
+		return errors.New("--sign-in-failures and --sign-in-failures-per-address must not be 0 (negative never blocks), and the sign-in blocks must be positive")
 	}
 	if *listingCache == 0 {
 		*listingCache = -1
@@ -129,6 +141,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ReadHeaderTimeout: *readHeaderTimeout, IdleTimeout: *idleTimeout, MaxHeaderBytes: int(*maxHeaderBytes),
 		BodyIdleTimeout: *bodyIdle, MaxRanges: int(*maxRanges), ListingCacheBytes: *listingCache,
 		TrustForwardedHeaders: *trustForwarded,
+		SignInLimits: model.SignInLimits{PerAccount: int(*signInAccount), PerAddress: int(*signInAddress),
+			Block: *signInBlock, MaxBlock: *signInMaxBlock, Forget: d.Forget},
 	}, gateway.Deps{Store: o.store, Authz: o.authz, Log: log})
 	if err != nil {
 		return err

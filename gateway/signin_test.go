@@ -1,0 +1,142 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/filegate/filegate/gateway"
+	"github.com/filegate/filegate/model/dbtest"
+)
+
+// TestPasswordGuessingIsBlocked signs in with wrong passwords until the
+// account is blocked, on both databases: every failure is in the audit
+// trail, the block is announced once, the right password is then refused
+// with 429 and Retry-After without being checked, on a second instance
+// sharing the database too, while a client that signed in before the block
+// keeps working. API keys are not affected.
+func TestPasswordGuessingIsBlocked(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newAPIEnv(t, db)
+		// A second instance on the same database.
+		second := newTestServer(t, db, e.blobDir, gateway.Config{}, nil)
+		if err := second.srv.MountAPI(gateway.APIConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		second.srv.Handle(gateway.DAVPrefix+"/", second.srv.DAVHandler())
+		ts2 := httptest.NewServer(second.srv.Handler())
+		defer ts2.Close()
+
+		// alice's client signs in before anything happens.
+		e.want(e.do(as("alice"), "PROPFIND", "/dav/", nil, "Depth", "0"), http.StatusMultiStatus)
+		_, key, err := e.repo.CreateAPIKey(context.Background(), "alice", "client", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		wrong := func(r *http.Request) { r.SetBasicAuth("Alice", "not her password") }
+		for i := range 9 {
+			if r := e.do(wrong, "PROPFIND", "/dav/", nil, "Depth", "0"); r.status != http.StatusUnauthorized {
+				t.Fatalf("wrong password %d: status %d, want 401", i+1, r.status)
+			}
+		}
+		// The tenth failure, through the files API, starts the block.
+		e.want(e.do(func(r *http.Request) { r.SetBasicAuth("alice", "still wrong") }, http.MethodGet, "/api/v1/files", nil), http.StatusUnauthorized)
+
+		// The second instance never verified alice's password: even the
+		// right one is refused, unchecked, until the block ends.
+		req, _ := http.NewRequest("PROPFIND", ts2.URL+"/dav/", nil)
+		req.Header.Set("Depth", "0")
+		as("alice")(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("right password on the second instance during the block: %d, want 429", resp.StatusCode)
+		}
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || secs < 1 || secs > 60 {
+			t.Fatalf("Retry-After %q, want 1..60 seconds", resp.Header.Get("Retry-After"))
+		}
+		// The first instance verified alice's password before the block:
+		// her client goes on.
+		e.want(e.do(as("alice"), "PROPFIND", "/dav/", nil, "Depth", "0"), http.StatusMultiStatus)
+		// Another guess is refused unchecked, and is not counted.
+		r := e.do(func(r *http.Request) { r.SetBasicAuth("alice", "guess eleven") }, "PROPFIND", "/dav/", nil, "Depth", "0")
+		e.want(r, http.StatusTooManyRequests)
+		var body struct {
+			Error struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil || body.Error.Code != "too_many_attempts" {
+			t.Fatalf("429 body %s, want code too_many_attempts", r.body)
+		}
+		// API keys are random secrets, not passwords: no block.
+		e.want(e.do(bearer(key), http.MethodGet, "/api/v1/files", nil), http.StatusOK)
+		// Another account from the same address is not blocked.
+		e.want(e.do(as("bob"), "PROPFIND", "/dav/", nil, "Depth", "0"), http.StatusMultiStatus)
+
+		var page struct {
+			Data []struct {
+				Action, Subject, Decision, Door, Remote, Rule string
+			} `json:"data"`
+		}
+		r = e.do(as("admin"), http.MethodGet, "/api/v1/audit?action=sign_in.failed&limit=50", nil)
+		e.want(r, http.StatusOK)
+		if err := json.Unmarshal(r.body, &page); err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Data) != 10 {
+			t.Fatalf("%d sign_in.failed rows, want 10 (the refused guess during the block is not a row)", len(page.Data))
+		}
+		doors := map[string]int{}
+		for _, row := range page.Data {
+			if row.Decision != "deny" || row.Remote == "" || (row.Subject != "user:alice" && row.Subject != "user:Alice") {
+				t.Fatalf("failed sign-in row %+v", row)
+			}
+			doors[row.Door]++
+		}
+		if doors["dav"] != 9 || doors["api"] != 1 {
+			t.Fatalf("failed sign-ins by door %v, want 9 dav and 1 api", doors)
+		}
+		r = e.do(as("admin"), http.MethodGet, "/api/v1/audit?action=sign_in.blocked", nil)
+		e.want(r, http.StatusOK)
+		if err := json.Unmarshal(r.body, &page); err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Data) != 1 || page.Data[0].Rule == "" {
+			t.Fatalf("sign_in.blocked rows %+v, want one naming when it ends", page.Data)
+		}
+
+		// After the block, the right password works again and clears
+		// the count.
+		if _, err := db.ExecContext(context.Background(), "UPDATE sign_in_failures SET blocked_until_ms = ?", time.Now().Add(-time.Second).UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+		req, _ = http.NewRequest(http.MethodGet, ts2.URL+"/api/v1/files", nil)
+		as("alice")(req)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("right password after the block: %d", resp.StatusCode)
+		}
+		var left int
+		if err := db.NewSelect().Table("sign_in_failures").ColumnExpr("COUNT(*)").Where("key = 'name:alice'").Scan(context.Background(), &left); err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Fatal("the account's failures were kept after a successful sign-in")
+		}
+	})
+}
