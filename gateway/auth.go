@@ -108,12 +108,18 @@ type authenticator struct {
 	// and each block it starts.
 	audit func() *model.AuditLog
 	log   func(ctx context.Context) *slog.Logger
+	// checked counts a password check by outcome (see metrics).
+	checked func(outcome string)
+	// decoy is what unknown names are checked against (see decoyHash).
+	decoyOnce sync.Once
+	decoy     string
 }
 
 func newAuthenticator(repo *model.Repo, limits model.SignInLimits) *authenticator {
 	a := &authenticator{repo: repo, ttl: 10 * time.Minute, cached: map[[32]byte]time.Time{},
 		verifying: make(chan struct{}, max(2, runtime.GOMAXPROCS(0))), limits: limits,
-		audit: func() *model.AuditLog { return nil }, log: func(context.Context) *slog.Logger { return slog.Default() }}
+		audit: func() *model.AuditLog { return nil }, log: func(context.Context) *slog.Logger { return slog.Default() },
+		checked: func(string) {}}
 	rand.Read(a.key[:])
 	return a
 }
@@ -226,19 +232,29 @@ func (a *authenticator) password(ctx context.Context, name, pass string, r *http
 	if until, err := a.repo.SignInBlockedUntil(ctx, time.Now(), account, address); err != nil {
 		return Anonymous, credErr(err)
 	} else if !until.IsZero() {
+		a.checked("blocked")
 		return Anonymous, &throttled{until: until}
 	}
-	if u == nil {
-		return Anonymous, a.failed(ctx, r, name, account, address)
+	// An unknown name is checked against a hash of nothing, taking as
+	// long as a known one: the time of a 401 tells no one which names
+	// exist.
+	hash := a.decoyHash()
+	if u != nil {
+		hash = u.PasswordHash
 	}
 	select {
 	case a.verifying <- struct{}{}:
 	case <-ctx.Done():
 		return Anonymous, credErr(ctx.Err())
 	}
-	ok := model.CheckPassword(u.PasswordHash, pass)
+	ok := model.CheckPassword(hash, pass) && u != nil
 	<-a.verifying
 	a.releaseArgon()
+	if ok {
+		a.checked("right")
+	} else {
+		a.checked("wrong")
+	}
 	if !ok {
 		return Anonymous, a.failed(ctx, r, name, account, address)
 	}
@@ -252,6 +268,13 @@ func (a *authenticator) password(ctx context.Context, name, pass string, r *http
 	a.cached[k] = time.Now().Add(a.ttl)
 	a.mu.Unlock()
 	return Principal{Subject: "user:" + u.Name, User: u, Method: "password"}, nil
+}
+
+// decoyHash is an argon2id hash of a random password nobody knows, made
+// on first use, which unknown names are checked against.
+func (a *authenticator) decoyHash() string {
+	a.decoyOnce.Do(func() { a.decoy = model.HashPassword(randomToken()) })
+	return a.decoy
 }
 
 // failed counts a failed password sign-in as name, records it in the audit

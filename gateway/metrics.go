@@ -18,6 +18,10 @@ type metrics struct {
 	bytesIn  *prometheus.CounterVec
 	bytesOut *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// passwordChecks counts argon2id verifications by outcome ("right",
+	// "wrong"; an unknown name is checked, against a decoy, and wrong),
+	// and password sign-ins refused unchecked ("blocked").
+	passwordChecks *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -36,8 +40,12 @@ func newMetrics() *metrics {
 			Name: "filegate_http_request_duration_seconds", Help: "Request latency by door and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"door", "method"}),
+		passwordChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "filegate_password_checks_total",
+			Help: "Password checks (argon2id, 19 MiB each) by outcome: right, wrong, or blocked (refused unchecked after repeated failures).",
+		}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.latency,
+	m.reg.MustRegister(m.requests, m.bytesIn, m.bytesOut, m.latency, m.passwordChecks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -132,6 +132,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		davLocks: davfs.NewLockSystem(d.Store.Repo.DB()),
 	}
 	s.authn.audit, s.authn.log = s.AuditLog, s.logger
+	s.authn.checked = func(outcome string) { s.metrics.passwordChecks.WithLabelValues(outcome).Inc() }
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics.handler())

@@ -3,8 +3,10 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -139,4 +141,33 @@ func TestPasswordGuessingIsBlocked(t *testing.T) {
 			t.Fatal("the account's failures were kept after a successful sign-in")
 		}
 	})
+}
+
+// TestUnknownNamesAreCheckedLikeKnownOnes checks that a sign-in as a name
+// that does not exist runs a password check like one with a wrong
+// password, so how long a 401 takes tells no one which names exist, and
+// that the checks are counted in /metrics by outcome.
+func TestUnknownNamesAreCheckedLikeKnownOnes(t *testing.T) {
+	e := newAPIEnv(t, dbtest.Open(t, dbtest.SQLite))
+	checks := func() map[string]float64 {
+		t.Helper()
+		resp, err := http.Get(e.ts.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		out := map[string]float64{}
+		for _, m := range regexp.MustCompile(`(?m)^filegate_password_checks_total\{outcome="(\w+)"\} (\S+)$`).FindAllStringSubmatch(string(b), -1) {
+			out[m[1]], _ = strconv.ParseFloat(m[2], 64)
+		}
+		return out
+	}
+	e.want(e.do(func(r *http.Request) { r.SetBasicAuth("nobody.here", "any password") }, http.MethodGet, "/api/v1/files", nil), http.StatusUnauthorized)
+	e.want(e.do(func(r *http.Request) { r.SetBasicAuth("alice", "wrong password") }, http.MethodGet, "/api/v1/files", nil), http.StatusUnauthorized)
+	e.want(e.do(as("alice"), http.MethodGet, "/api/v1/files", nil), http.StatusOK)
+	e.want(e.do(as("alice"), http.MethodGet, "/api/v1/files", nil), http.StatusOK) // from the cache
+	if got := checks(); got["wrong"] != 2 || got["right"] != 1 || got["blocked"] != 0 {
+		t.Fatalf("password checks %v, want 2 wrong (the unknown name included), 1 right, 0 blocked", got)
+	}
 }
