@@ -23,20 +23,28 @@ type userJSON struct {
 	// with or without one so an admin can size a quota before setting it.
 	UsedBytes int64     `json:"used_bytes"`
 	Created   time.Time `json:"created_at"`
+	// SignInBlockedUntil is set while password sign-ins as this name are
+	// refused after repeated failures (see model.SignInLimits).
+	SignInBlockedUntil *time.Time `json:"sign_in_blocked_until,omitempty"`
 }
 
 // userOut is u as the API shows it; used is Repo.QuotaUsed's answer,
 // asked for before a change is applied so that a failure to count cannot
 // turn a change that was made into an error answer.
-func (ad *admin) userOut(ctx context.Context, u *model.User, used int64) userJSON {
+func (ad *admin) userOut(ctx context.Context, u *model.User, used int64, blocks map[string]time.Time) userJSON {
 	sub := policy.User(u.Name)
 	roles := ad.pol.RolesOf(sub)
 	if roles == nil {
 		roles = []string{}
 	}
-	return userJSON{ID: u.ID, Name: u.Name, Disabled: u.Disabled, Created: u.CreatedAt, Groups: roles,
+	out := userJSON{ID: u.ID, Name: u.Name, Disabled: u.Disabled, Created: u.CreatedAt, Groups: roles,
 		QuotaBytes: u.QuotaBytes, UsedBytes: used,
 		Admin: ad.pol.Decide(ctx, sub, policy.ActAdmin, policy.AnyObject).Allowed}
+	account, _ := model.SignInKeys(u.Name, "")
+	if until, ok := blocks[account]; ok {
+		out.SignInBlockedUntil = &until
+	}
+	return out
 }
 
 // listUsers serves GET /api/v1/users: every account, whether it is an
@@ -48,6 +56,11 @@ func (ad *admin) listUsers(w http.ResponseWriter, r *http.Request) {
 		ad.fail(w, r, err, nil)
 		return
 	}
+	blocks, err := ad.s.repo.SignInBlocks(ctx, time.Now())
+	if err != nil {
+		ad.fail(w, r, err, nil)
+		return
+	}
 	out := make([]userJSON, 0, len(us))
 	for _, u := range us {
 		used, err := ad.s.repo.QuotaUsed(ctx, u.ID)
@@ -55,37 +68,41 @@ func (ad *admin) listUsers(w http.ResponseWriter, r *http.Request) {
 			ad.fail(w, r, err, nil)
 			return
 		}
-		out = append(out, ad.userOut(ctx, u, used))
+		out = append(out, ad.userOut(ctx, u, used, blocks))
 	}
 	adminJSON(w, http.StatusOK, struct {
 		Users []userJSON `json:"users"`
 	}{out})
 }
 
-// userAndUsage reads the account named name and the bytes that count
-// against its quota.
-func (ad *admin) userAndUsage(ctx context.Context, name string) (*model.User, int64, error) {
+// userAndUsage reads the account named name, the bytes that count
+// against its quota, and the sign-in blocks in force.
+func (ad *admin) userAndUsage(ctx context.Context, name string) (*model.User, int64, map[string]time.Time, error) {
 	u, err := ad.s.repo.UserByName(ctx, name)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	used, err := ad.s.repo.QuotaUsed(ctx, u.ID)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
-	return u, used, nil
+	blocks, err := ad.s.repo.SignInBlocks(ctx, time.Now())
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	return u, used, blocks, nil
 }
 
 // getUser serves GET /api/v1/users/{name}: one account as listUsers
 // shows it, for a script that watches one user's usage.
 func (ad *admin) getUser(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	u, used, err := ad.userAndUsage(ctx, r.PathValue("name"))
+	u, used, blocks, err := ad.userAndUsage(ctx, r.PathValue("name"))
 	if err != nil {
 		ad.fail(w, r, err, nil)
 		return
 	}
-	adminJSON(w, http.StatusOK, ad.userOut(ctx, u, used))
+	adminJSON(w, http.StatusOK, ad.userOut(ctx, u, used, blocks))
 }
 
 // createUser serves POST /api/v1/users {"name", "password", "admin"}. An
@@ -122,7 +139,7 @@ func (ad *admin) createUser(w http.ResponseWriter, r *http.Request) {
 	auditErr := ad.record(ctx, r, "user.create", policy.User(u.Name), true, auditDetail{Change: ch,
 		After: map[string]any{"name": u.Name, "admin": in.Admin, "password": in.Password != ""}})
 	// A new account has created no files yet.
-	ad.applied(w, auditErr, http.StatusCreated, ad.userOut(ctx, u, 0))
+	ad.applied(w, auditErr, http.StatusCreated, ad.userOut(ctx, u, 0, nil))
 }
 
 // patchUser serves PATCH /api/v1/users/{name} {"disabled": bool,
@@ -138,13 +155,14 @@ func (ad *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Disabled   *bool  `json:"disabled"`
 		QuotaBytes *int64 `json:"quota_bytes"`
+		Unblock    bool   `json:"unblock"`
 	}
 	if err := decodeJSON(w, r, 16<<10, &in); err != nil {
 		ad.fail(w, r, err, nil)
 		return
 	}
-	if in.Disabled == nil && in.QuotaBytes == nil {
-		ad.fail(w, r, badRequest(`nothing to change: send {"disabled": true|false} and/or {"quota_bytes": n}`), nil)
+	if in.Disabled == nil && in.QuotaBytes == nil && !in.Unblock {
+		ad.fail(w, r, badRequest(`nothing to change: send {"disabled": true|false}, {"quota_bytes": n} and/or {"unblock": true}`), nil)
 		return
 	}
 	// Checked here as well as by SetQuota, so that nothing is applied
@@ -156,7 +174,7 @@ func (ad *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ad.mu.Lock()
 	defer ad.mu.Unlock()
-	u, used, err := ad.userAndUsage(ctx, r.PathValue("name"))
+	u, used, blocks, err := ad.userAndUsage(ctx, r.PathValue("name"))
 	if err != nil {
 		ad.fail(w, r, err, nil)
 		return
@@ -193,6 +211,21 @@ func (ad *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 		}
 		ad.fail(w, r, err, nil)
 	}
+	if in.Unblock {
+		account, _ := model.SignInKeys(u.Name, "")
+		if err := ad.s.repo.SignInSucceeded(ctx, account); err != nil {
+			fail(err)
+			return
+		}
+		if in.QuotaBytes == nil {
+			action = "user.unblock" // else user.quota, or user.disable/enable, names the row
+		}
+		if until, ok := blocks[account]; ok {
+			before["sign_in_blocked_until"] = until
+		}
+		after["sign_in_blocked_until"] = nil
+		delete(blocks, account)
+	}
 	if in.QuotaBytes != nil {
 		if err := ad.s.repo.SetQuota(ctx, u.Name, *in.QuotaBytes); err != nil {
 			fail(err)
@@ -220,7 +253,7 @@ func (ad *admin) patchUser(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	auditErr := ad.record(ctx, r, action, sub, true, auditDetail{Before: before, After: after})
-	ad.applied(w, auditErr, http.StatusOK, ad.userOut(ctx, u, used))
+	ad.applied(w, auditErr, http.StatusOK, ad.userOut(ctx, u, used, blocks))
 }
 
 type groupJSON struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/dbtest"
 	"github.com/filegate/filegate/policy"
 )
@@ -50,6 +51,13 @@ func TestAdminPageInBrowser(t *testing.T) {
 	}})
 	if s := e.davGet("alice", "/reports/a.txt"); s != http.StatusForbidden {
 		t.Fatalf("GET before the grant: %d, want 403", s)
+	}
+	// Someone guessed alice's password until her sign-ins were blocked.
+	aliceKey, _ := model.SignInKeys("alice", "")
+	for range model.DefaultSignInLimits.PerAccount {
+		if _, err := e.repo.SignInFailed(context.Background(), model.SignInLimits{}, time.Now(), aliceKey, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	opts := []chromedp.ExecAllocatorOption{
@@ -157,6 +165,21 @@ func TestAdminPageInBrowser(t *testing.T) {
 	)
 	if u, err := e.repo.UserByName(context.Background(), "alice"); err != nil || u.QuotaBytes != 3<<29 {
 		t.Errorf("alice's quota after the form: %+v, %v; want 1.5 GiB", u, err)
+	}
+	status = text(`#status`)
+
+	// The row shows the block; its button ends it.
+	if row := text(aliceRow); !strings.Contains(row, "sign-ins blocked until") {
+		t.Errorf("alice's row does not show her block: %q", row)
+	}
+	do("unblock alice",
+		chromedp.Click(css(aliceRow+` button.unblock`)),
+		statusChanged(status),
+		chromedp.Poll[chromedp.Void](fmt.Sprintf("!document.querySelector(%q)", aliceRow+` .sign-in-blocked`),
+			chromedp.WithPollingTimeout(30*time.Second)),
+	)
+	if until, err := e.repo.SignInBlockedUntil(context.Background(), time.Now(), aliceKey); err != nil || !until.IsZero() {
+		t.Errorf("alice still blocked until %v after Unblock (%v)", until, err)
 	}
 	status = text(`#status`)
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))

@@ -2,12 +2,14 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,4 +172,62 @@ func TestUnknownNamesAreCheckedLikeKnownOnes(t *testing.T) {
 	if got := checks(); got["wrong"] != 2 || got["right"] != 1 || got["blocked"] != 0 {
 		t.Fatalf("password checks %v, want 2 wrong (the unknown name included), 1 right, 0 blocked", got)
 	}
+}
+
+// TestAdminEndsASignInBlock checks the admin API's view of a block: the
+// account shows when it ends, {"unblock": true} ends it at once with a
+// user.unblock audit row, and the right password works again.
+func TestAdminEndsASignInBlock(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newAdmEnv(t, db)
+		e.user("bob", false)
+		guess := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("bob:guess"))}
+		for range 10 {
+			if r := e.do(admReq{method: http.MethodGet, path: "/api/v1/users/bob", header: guess}); r.status != http.StatusUnauthorized {
+				t.Fatalf("a guess: %d", r.status)
+			}
+		}
+		var u struct {
+			Name               string     `json:"name"`
+			SignInBlockedUntil *time.Time `json:"sign_in_blocked_until"`
+		}
+		r := e.root(http.MethodGet, "/api/v1/users/bob", nil)
+		if r.json(t, &u); r.status != http.StatusOK || u.SignInBlockedUntil == nil || !u.SignInBlockedUntil.After(time.Now()) {
+			t.Fatalf("bob after 10 failures: %d %s", r.status, r.body)
+		}
+		var list struct {
+			Users []struct {
+				Name               string     `json:"name"`
+				SignInBlockedUntil *time.Time `json:"sign_in_blocked_until"`
+			} `json:"users"`
+		}
+		e.root(http.MethodGet, "/api/v1/users", nil).json(t, &list)
+		for _, lu := range list.Users {
+			if (lu.SignInBlockedUntil != nil) != (lu.Name == "bob") {
+				t.Errorf("user list: %s blocked until %v; only bob is blocked", lu.Name, lu.SignInBlockedUntil)
+			}
+		}
+		if r := e.do(admReq{method: http.MethodGet, path: "/api/v1/users/bob", basic: "bob"}); r.status != http.StatusTooManyRequests {
+			t.Fatalf("bob's right password during the block: %d, want 429", r.status)
+		}
+
+		r = e.root(http.MethodPatch, "/api/v1/users/bob", map[string]any{"unblock": true})
+		u.SignInBlockedUntil = nil
+		if r.json(t, &u); r.status != http.StatusOK || u.SignInBlockedUntil != nil {
+			t.Fatalf("bob after unblock: %d %s", r.status, r.body)
+		}
+		// Signed in, and refused only because bob is no admin.
+		if r := e.do(admReq{method: http.MethodGet, path: "/api/v1/users/bob", basic: "bob"}); r.status != http.StatusForbidden {
+			t.Fatalf("bob's right password after the unblock: %d, want 403 (signed in, no admin)", r.status)
+		}
+		var unblocks []string
+		for _, row := range e.auditRows() {
+			if row.Action == "user.unblock" {
+				unblocks = append(unblocks, row.Object+" "+row.Rule)
+			}
+		}
+		if len(unblocks) != 1 || !strings.HasPrefix(unblocks[0], "user:bob ") || !strings.Contains(unblocks[0], "sign_in_blocked_until") {
+			t.Fatalf("user.unblock rows %q, want one of user:bob naming the block", unblocks)
+		}
+	})
 }

@@ -170,3 +170,17 @@ func nonEmpty(ss []string) []string {
 	}
 	return out
 }
+
+// SignInBlocks returns the keys blocked at now and when each block ends,
+// for an admin's list of accounts. It returns ErrUnavailable.
+func (r *Repo) SignInBlocks(ctx context.Context, now time.Time) (map[string]time.Time, error) {
+	var rows []signInFailure
+	if err := r.db.NewSelect().Model(&rows).Where("blocked_until_ms > ?", now.UnixMilli()).Scan(ctx); err != nil {
+		return nil, dbErr(err)
+	}
+	out := make(map[string]time.Time, len(rows))
+	for _, row := range rows {
+		out[row.Key] = time.UnixMilli(row.BlockedUntilMS).UTC()
+	}
+	return out, nil
+}

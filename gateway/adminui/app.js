@@ -286,13 +286,33 @@ async function loadUsers() {
         }
       });
       const tr = el('tr', {}, el('td', {}, u.name), el('td', {}, u.admin ? 'yes' : 'no'),
-        el('td', {}, u.groups.join(', ')), el('td', {}, u.disabled ? 'disabled' : 'active'), storageCell(u), el('td', {}, btn));
+        el('td', {}, u.groups.join(', ')), statusCell(u), storageCell(u), el('td', {}, btn));
       tr.dataset.user = u.name;
       return tr;
     }));
   } catch (e) {
     say(e.message, true);
   }
+}
+
+// statusCell shows whether u is disabled and, while repeated failed
+// sign-ins block u's password, until when, with a button that ends it.
+function statusCell(u) {
+  const td = el('td', {}, u.disabled ? 'disabled' : 'active');
+  if (!u.sign_in_blocked_until) return td;
+  const until = new Date(u.sign_in_blocked_until);
+  const btn = el('button', { type: 'button', className: 'unblock' }, 'Unblock');
+  btn.addEventListener('click', async () => {
+    try {
+      await api('PATCH', '/api/v1/users/' + encodeURIComponent(u.name), { unblock: true });
+      say(`${u.name} may sign in again.`);
+      loadUsers();
+    } catch (e) {
+      say(e.message, true);
+    }
+  });
+  td.append(el('span', { className: 'denied sign-in-blocked' }, ` sign-ins blocked until ${until.toLocaleTimeString()}`), ' ', btn);
+  return td;
 }
 
 const quotaUnits = { MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 };
