@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,9 @@ type Config struct {
 	// client's in logs and audit rows; set it only behind a proxy that
 	// appends it.
 	TrustForwardedHeaders bool
+	// TLS, when set, makes the server speak HTTPS (HTTP/2 and HTTP/1.1)
+	// on its listener, for instance CertFiles.TLSConfig.
+	TLS *tls.Config
 	// SignInLimits block password guessing; zero fields take
 	// model.DefaultSignInLimits.
 	SignInLimits model.SignInLimits
@@ -193,7 +197,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
+	if s.cfg.TLS != nil {
+		hs.TLSConfig = s.cfg.TLS.Clone()
+		go func() { errc <- hs.ServeTLS(l, "", "") }()
+	} else {
+		go func() { errc <- hs.Serve(l) }()
+	}
 	select {
 	case err := <-errc:
 		return err

@@ -81,7 +81,7 @@ func TestServeFirstStart(t *testing.T) {
 					if !ok {
 						t.Fatalf("serve exited early:\n%s", stderr.String())
 					}
-					if m := regexp.MustCompile(`serving on (http://\S+)`).FindStringSubmatch(l); m != nil {
+					if m := regexp.MustCompile(`serving on (https?://\S+)`).FindStringSubmatch(l); m != nil {
 						base = m[1]
 					}
 					if m := regexp.MustCompile(`as admin with password: (\S+)`).FindStringSubmatch(l); m != nil {

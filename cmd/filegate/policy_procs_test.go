@@ -39,7 +39,7 @@ func startServe(t *testing.T, bin string, env []string) string {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if m := regexp.MustCompile(`serving on (http://\S+)`).FindStringSubmatch(sc.Text()); m != nil {
+			if m := regexp.MustCompile(`serving on (https?://\S+)`).FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -95,6 +96,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"most byte ranges one GET may ask for; more get the whole file [FILEGATE_MAX_RANGES]")
 	listingCache := fs.Int64("listing-cache-bytes", envInt64("listing-cache-bytes", gateway.DefaultListingCacheBytes),
 		"memory for rendered WebDAV folder listings, checked against the database on every use; 0 disables [FILEGATE_LISTING_CACHE_BYTES]")
+	tlsCert := fs.String("tls-cert", envString("tls-cert", ""),
+		"PEM certificate chain to serve HTTPS with (needs --tls-key); reloaded when the file changes [FILEGATE_TLS_CERT]")
+	tlsKey := fs.String("tls-key", envString("tls-key", ""), "PEM private key of --tls-cert [FILEGATE_TLS_KEY]")
 	d := model.DefaultSignInLimits
 	signInAccount := fs.Int64("sign-in-failures", envInt64("sign-in-failures", int64(d.PerAccount)),
 		"failed password sign-ins of one account name before its sign-ins are blocked; negative never blocks [FILEGATE_SIGN_IN_FAILURES]")
@@ -109,6 +113,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *signInAccount == 0 || *signInAddress == 0 || *signInBlock <= 0 || *signInMaxBlock <= 0 {
 		return errors.New("--sign-in-failures and --sign-in-failures-per-address must not be 0 (negative never blocks), and the sign-in blocks must be positive")
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
 	}
 	if *listingCache == 0 {
 		*listingCache = -1
@@ -136,11 +143,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// back now rather than serve with it for minutes.
 	debug.FreeOSMemory()
 
+	var tlsConfig *tls.Config
+	if *tlsCert != "" {
+		certs, err := gateway.LoadCertFiles(*tlsCert, *tlsKey, log)
+		if err != nil {
+			return err
+		}
+		tlsConfig = certs.TLSConfig()
+	}
 	srv, err := gateway.New(gateway.Config{
 		Listen: *listen, MaxUploadBytes: *maxUpload, ShutdownGrace: *grace,
 		ReadHeaderTimeout: *readHeaderTimeout, IdleTimeout: *idleTimeout, MaxHeaderBytes: int(*maxHeaderBytes),
 		BodyIdleTimeout: *bodyIdle, MaxRanges: int(*maxRanges), ListingCacheBytes: *listingCache,
-		TrustForwardedHeaders: *trustForwarded,
+		TrustForwardedHeaders: *trustForwarded, TLS: tlsConfig,
 		SignInLimits: model.SignInLimits{PerAccount: int(*signInAccount), PerAddress: int(*signInAddress),
 			Block: *signInBlock, MaxBlock: *signInMaxBlock, Forget: d.Forget},
 	}, gateway.Deps{Store: o.store, Authz: o.authz, Log: log})
@@ -172,6 +187,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go o.authz.Run(ctx)
 
 	base := "http://" + l.Addr().String()
+	if tlsConfig != nil {
+		base = "https://" + l.Addr().String()
+	}
 	fmt.Fprintf(stdout, "filegate %s is serving on %s\n", version, base)
 	fmt.Fprintf(stdout, "  WebDAV       %s/dav/\n", base)
 	fmt.Fprintf(stdout, "  tus uploads  %s/uploads/\n", base)

@@ -92,7 +92,7 @@ type Options struct {
 
 // Instance is one running (or stopped) `filegate serve` process.
 type Instance struct {
-	// URL is the base URL, http://127.0.0.1:PORT.
+	// URL is the base URL, http://127.0.0.1:PORT (https with --tls-cert).
 	URL string
 	// Opts are the options the instance was started with, Port filled in.
 	Opts Options
@@ -104,7 +104,7 @@ type Instance struct {
 	done chan error
 }
 
-var servingRE = regexp.MustCompile(`serving on (http://\S+)`)
+var servingRE = regexp.MustCompile(`serving on (https?://\S+)`)
 
 // Start runs `filegate serve` with opts and waits until it prints its URL
 // (at most 60 s). The process is stopped with SIGTERM when the test ends,
@@ -217,7 +217,7 @@ func (in *Instance) startOnce() error {
 				in.Kill()
 				return fmt.Errorf("proctest: serve printed a URL without a port: %q", url)
 			}
-			in.Opts.Port, in.URL = port, "http://127.0.0.1:"+strconv.Itoa(port)
+			in.Opts.Port, in.URL = port, u.Scheme+"://127.0.0.1:"+strconv.Itoa(port)
 		}
 		return nil
 	case err := <-done:

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/filegate/filegate/cmd/filegate/proctest"
+	"github.com/filegate/filegate/gateway/tlstest"
+)
+
+// TestServeOverHTTPS starts the real binary with --tls-cert and --tls-key:
+// it announces https URLs, WebDAV answers over HTTP/2, and the upload
+// command, a separate process trusting the certificate through
+// SSL_CERT_FILE, sends a file through the tus door whose bytes WebDAV
+// then serves unchanged. Half a pair is refused at startup.
+func TestServeOverHTTPS(t *testing.T) {
+	cert := tlstest.Write(t, t.TempDir(), "filegate test")
+	in := proctest.Start(t, proctest.Options{Args: []string{"--tls-cert", cert.CertPath, "--tls-key", cert.KeyPath}})
+	if !strings.HasPrefix(in.URL, "https://") {
+		t.Fatalf("serve announced %s:\n%s", in.URL, in.Logs())
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: cert.ClientConfig(), ForceAttemptHTTP2: true}}
+	do := func(method, path string, body io.Reader) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, in.URL+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth("admin", "secret-admin")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	if resp, _ := do("MKCOL", "/dav/scans", nil); resp.StatusCode != http.StatusCreated || resp.Proto != "HTTP/2.0" {
+		t.Fatalf("MKCOL over TLS: %d %s, want 201 over HTTP/2.0", resp.StatusCode, resp.Proto)
+	}
+
+	file := filepath.Join(t.TempDir(), "ecg.bin")
+	content := bytes.Repeat([]byte("lead II "), 300_000)
+	if err := os.WriteFile(file, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	up := exec.Command(proctest.Binary(t), "upload", file, "--to", in.URL+"/dav/scans",
+		"--user", "admin", "--password-stdin", "--state", filepath.Join(t.TempDir(), "state.json"))
+	up.Env = append(os.Environ(), "SSL_CERT_FILE="+cert.CertPath)
+	up.Stdin = strings.NewReader("secret-admin\n")
+	if out, err := up.CombinedOutput(); err != nil {
+		t.Fatalf("filegate upload over TLS: %v\n%s", err, out)
+	}
+	resp, got := do(http.MethodGet, "/dav/scans/ecg.bin", nil)
+	want := sha256.Sum256(content)
+	if sum := sha256.Sum256(got); resp.StatusCode != http.StatusOK || sum != want {
+		t.Fatalf("GET of the uploaded file: %d, sha256 %s, want %s", resp.StatusCode, hex.EncodeToString(sum[:8]), hex.EncodeToString(want[:8]))
+	}
+
+	// A client that does not trust the certificate gets no answer.
+	if _, err := http.Get(in.URL + "/healthz"); err == nil {
+		t.Fatal("a client without the certificate connected")
+	}
+
+	half := exec.Command(proctest.Binary(t), "serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tls-cert", cert.CertPath)
+	if out, err := half.CombinedOutput(); err == nil || !strings.Contains(string(out), "--tls-cert and --tls-key go together") {
+		t.Fatalf("serve with --tls-cert alone: %v\n%s", err, out)
+	}
+}
