@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/filegate/filegate/cmd/filegate/proctest"
+	"github.com/filegate/filegate/davfs/davtest"
 	"github.com/filegate/filegate/gateway/tlstest"
 )
 
@@ -63,6 +64,28 @@ func TestServeOverHTTPS(t *testing.T) {
 	want := sha256.Sum256(content)
 	if sum := sha256.Sum256(got); resp.StatusCode != http.StatusOK || sum != want {
 		t.Fatalf("GET of the uploaded file: %d, sha256 %s, want %s", resp.StatusCode, hex.EncodeToString(sum[:8]), hex.EncodeToString(want[:8]))
+	}
+
+	// rclone, a real WebDAV client, over HTTPS with the certificate as
+	// its CA: a tree up and back down, unchanged.
+	if _, err := exec.LookPath("rclone"); err == nil {
+		src, back := t.TempDir(), t.TempDir()
+		davtest.Tree(t, src, 20, 7)
+		davtest.Rclone(t, in.URL+"/dav/", "admin", "secret-admin", "--ca-cert", cert.CertPath, "copy", src, ":webdav:tree")
+		davtest.Rclone(t, in.URL+"/dav/", "admin", "secret-admin", "--ca-cert", cert.CertPath, "copy", ":webdav:tree", back)
+		want, got := davtest.Digests(t, src), davtest.Digests(t, back)
+		if len(want) != 20 || len(got) != len(want) {
+			t.Fatalf("rclone over TLS: sent %d files, got %d back", len(want), len(got))
+		}
+		for p, w := range want {
+			if got[p] != w {
+				t.Errorf("rclone over TLS: %s sent %+v, got back %+v", p, w, got[p])
+			}
+		}
+	} else if os.Getenv("CI") == "true" {
+		t.Fatal("rclone is required under CI (make deps installs it)")
+	} else {
+		t.Log("rclone not installed: its part of the test did not run")
 	}
 
 	// A client that does not trust the certificate gets no answer.
