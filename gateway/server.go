@@ -182,13 +182,29 @@ func (s *Server) Handler() http.Handler {
 	return s.forwarded(s.observe(s.limits(http.HandlerFunc(s.route))))
 }
 
+// strictTransport tells browsers to come back over HTTPS only, for a
+// year (HSTS, RFC 6797), on a server that speaks TLS itself: a user who
+// once opened the admin page cannot be downgraded to plain HTTP later.
+func strictTransport(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil {
+			w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // Serve answers on l until ctx is cancelled, then stops accepting, answers
 // new requests on open connections with 503, and waits up to
 // ShutdownGrace for requests in flight. A listener that hands out TLS
 // connections negotiating "h2" gets HTTP/2 under the Config's bounds.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	h := s.Handler()
+	if s.cfg.TLS != nil {
+		h = strictTransport(h)
+	}
 	hs := &http.Server{
-		Handler:           s.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,

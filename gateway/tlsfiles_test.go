@@ -17,7 +17,7 @@ import (
 
 // TestServesHTTPSAndReloadsItsCertificate runs the server over TLS on
 // 127.0.0.1: it speaks HTTP/2 to a client that trusts its certificate,
-// refuses plain HTTP and untrusting clients, picks up a renewed
+// sends HSTS, refuses plain HTTP and untrusting clients, picks up a renewed
 // certificate without a restart, and keeps serving the one it has when
 // the files are replaced by something that does not load.
 func TestServesHTTPSAndReloadsItsCertificate(t *testing.T) {
@@ -54,6 +54,9 @@ func TestServesHTTPSAndReloadsItsCertificate(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET /healthz over TLS: %d", resp.StatusCode)
+		}
+		if hsts := resp.Header.Get("Strict-Transport-Security"); !strings.HasPrefix(hsts, "max-age=") {
+			t.Fatalf("Strict-Transport-Security %q over TLS", hsts)
 		}
 		return resp.Proto, resp.TLS.PeerCertificates[0].Subject.CommonName, nil
 	}
