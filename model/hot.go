@@ -9,16 +9,17 @@ import (
 )
 
 // hotStatements are the lookups every small request makes (the caller's
-// account, the folder and file a write lands on) and the insert of a new
-// file (4 KiB PUTs on PostgreSQL ~502 -> ~572/s in alternating runs, once
-// it was prepared too), prepared on PostgreSQL
-// so that each connection parses and plans them once: sent as plain
-// queries, as Bun sends everything, parsing and planning are most of
-// their cost (0.155 ms against 0.059 ms prepared, pgbench on this
-// machine), and PostgreSQL shares the cores with the server.
+// account, the folder and file a write lands on), prepared so that each
+// connection parses them once, and on PostgreSQL the insert of a new file
+// too (4 KiB PUTs ~502 -> ~572/s in alternating runs, once it was
+// prepared). Sent as plain queries, as Bun sends everything, parsing and
+// planning are most of their cost: on PostgreSQL 0.155 ms against 0.059
+// ms prepared (pgbench on this machine), which shares the cores with the
+// server; on SQLite, whose parser runs in this process, parsing the
+// lookups was a quarter of the server's CPU on 4 KiB GETs (pprof).
 //
-// SQLite keeps Bun's queries: its statements cost little to prepare, and
-// Bun, not the driver, decides how its times and lists are stored.
+// SQLite's inserts stay Bun's: Bun, not the driver, decides how times and
+// lists are stored there.
 type hotStatements struct {
 	db *bun.DB
 
@@ -49,10 +50,10 @@ func (h *hotStatements) statements(ctx context.Context) *hotStatements {
 	if h.prepared {
 		return h
 	}
-	if h.failed || !IsPostgres(h.db) {
-		h.failed = true
+	if h.failed {
 		return nil
 	}
+	pg := IsPostgres(h.db)
 	var err error
 	prep := func(q string) *sql.Stmt {
 		if err != nil {
@@ -66,16 +67,20 @@ func (h *hotStatements) statements(ctx context.Context) *hotStatements {
 	h.folderAndLive = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.id = $1 OR " +
 		"(n.path = $2 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "')")
 	h.liveByPath = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.path = $1 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "'")
-	// Parameters of a SELECT list are text unless cast.
-	h.createFile = prep(`INSERT INTO nodes (` + newFileColumns + `)
-	SELECT $1, p.id, $2, CASE WHEN p.path = '/' THEN '/' || $2 ELSE p.path || '/' || $2 END, p.lineage || '/' || $1,
-		FALSE, $3::bigint, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::boolean, $15, 1,
-		$16::timestamptz, $17::timestamptz, $18::timestamptz
-	FROM nodes AS p
-	WHERE p.id = $19 AND p.is_dir AND p.archived_at IS NULL AND p.status = '` + StatusCompleted + `'
-	FOR KEY SHARE OF p
-	ON CONFLICT DO NOTHING
-	RETURNING path, lineage`)
+	// SQLite's inserts join the group commit (see Repo.createFile), and
+	// Bun, not the driver, writes its times.
+	if pg {
+		// Parameters of a SELECT list are text unless cast.
+		h.createFile = prep(`INSERT INTO nodes (` + newFileColumns + `)
+		SELECT $1, p.id, $2, CASE WHEN p.path = '/' THEN '/' || $2 ELSE p.path || '/' || $2 END, p.lineage || '/' || $1,
+			FALSE, $3::bigint, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::boolean, $15, 1,
+			$16::timestamptz, $17::timestamptz, $18::timestamptz
+		FROM nodes AS p
+		WHERE p.id = $19 AND p.is_dir AND p.archived_at IS NULL AND p.status = '` + StatusCompleted + `'
+		FOR KEY SHARE OF p
+		ON CONFLICT DO NOTHING
+		RETURNING path, lineage`)
+	}
 	if err != nil {
 		h.closeLocked()
 		return nil // retried on the next call: the database may be back

@@ -510,7 +510,7 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 		}
 		return err
 	}
-	if h := r.hot.statements(ctx); h != nil {
+	if h := r.hot.statements(ctx); h != nil && h.createFile != nil {
 		err = h.createFileRow(ctx, n, string(tagsJSON), parent.ID, &placed)
 	} else if r.group == nil {
 		err = insert(ctx, r.db)
