@@ -56,7 +56,7 @@ func (sf *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&sf.databaseURL, "database-url", envString("database-url", ""),
 		"postgres://… or sqlite:///path.db; default SQLite in the data folder [FILEGATE_DATABASE_URL]")
 	fs.StringVar(&sf.blobURL, "blob-url", envString("blob-url", ""),
-		"blob store: file:///path (add ?direct_io=true to write large blobs with O_DIRECT), a folder path, or s3://bucket/prefix?endpoint=…&region=…&path_style=true (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); default <data>/blobs [FILEGATE_BLOB_URL]")
+		"blob store: file:///path (add ?direct_io=true to write large blobs with O_DIRECT), a folder path, or s3://bucket/prefix?endpoint=…&region=…&path_style=true (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; sse=AES256 or sse=aws:kms&sse_kms_key_id=… for server-side encryption); default <data>/blobs [FILEGATE_BLOB_URL]")
 	fs.IntVar(&sf.dbMaxConns, "db-max-conns", int(envInt64("db-max-conns", int64(model.DefaultMaxConns()))),
 		"most PostgreSQL connections this process opens, at least 2 (one more listens for policy changes); instances × (this + 1) must stay below the server's max_connections [FILEGATE_DB_MAX_CONNS]")
 }

@@ -39,6 +39,10 @@ func TestParseURL(t *testing.T) {
 		{in: "s3://b?path_style=maybe", wantErr: "path_style"},
 		{in: "s3://b?secret=x", wantErr: "unknown parameter"},
 		{in: "s3://key:secret@b", wantErr: "credentials"},
+		{in: "s3://b?sse=AES256", want: Config{Bucket: "b", SSE: "AES256"}},
+		{in: "s3://b?sse=aws:kms&sse_kms_key_id=alias/filegate", want: Config{Bucket: "b", SSE: "aws:kms", SSEKMSKeyID: "alias/filegate"}},
+		{in: "s3://b?sse=aes256", wantErr: "neither AES256 nor aws:kms"},
+		{in: "s3://b?sse=AES256&sse_kms_key_id=k", wantErr: "needs sse=aws:kms"},
 	}
 	for _, c := range cases {
 		t.Run(c.in, func(t *testing.T) {

@@ -207,6 +207,7 @@ func (s *Store) saveState(ctx context.Context, id string, st *pstate, h hash.Has
 	} else {
 		in.IfNoneMatch = aws.String("*")
 	}
+	s.encrypt(in)
 	out, err := s.c.PutObject(ctx, in)
 	if err != nil {
 		if isPrecondition(err) {
@@ -386,9 +387,9 @@ func (a *appender) sendPart() error {
 	}
 	if a.st.UploadID == "" {
 		object := a.s.targetName(a.id)
-		out, err := a.s.c.CreateMultipartUpload(a.dctx, &s3.CreateMultipartUploadInput{
+		out, err := a.s.c.CreateMultipartUpload(a.dctx, encrypted(a.s, &s3.CreateMultipartUploadInput{
 			Bucket: &a.s.bucket, Key: &object, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
-		})
+		}))
 		if err != nil {
 			return mapErr(err)
 		}
@@ -436,10 +437,10 @@ func (a *appender) finish(size int64) error {
 		object := a.s.stageName(a.id, off)
 		body := (*a.buf)[a.reserved:a.fill]
 		a.hq.rest((*a.buf)[:a.fill])
-		out, err := a.s.c.PutObject(a.dctx, &s3.PutObjectInput{
+		out, err := a.s.c.PutObject(a.dctx, encrypted(a.s, &s3.PutObjectInput{
 			Bucket: &a.s.bucket, Key: &object, Body: bytes.NewReader(body),
 			ContentLength: aws.Int64(int64(len(body))), ChecksumCRC32: crc32Of(body),
-		})
+		}))
 		if err != nil {
 			return mapErr(err)
 		}

@@ -94,11 +94,11 @@ func (s *Store) publishStaged(ctx context.Context, id string, st *pstate, object
 	if int64(len(body)) != st.Size {
 		return time.Time{}, fmt.Errorf("s3blob: upload %q stages hold %d bytes, state says %d", id, len(body), st.Size)
 	}
-	_, err := s.c.PutObject(ctx, &s3.PutObjectInput{
+	_, err := s.c.PutObject(ctx, encrypted(s, &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: &object, Body: bytes.NewReader(body),
 		ContentLength: aws.Int64(int64(len(body))), Metadata: map[string]string{metaSHA256: sum},
 		ChecksumCRC32: crc32Of(body),
-	})
+	}))
 	if err != nil {
 		return time.Time{}, mapErr(err)
 	}

@@ -63,6 +63,13 @@ type Config struct {
 	// PathStyle addresses buckets as endpoint/bucket rather than
 	// bucket.endpoint, as most self-hosted servers need.
 	PathStyle bool
+	// SSE asks S3 to encrypt every object the store writes: "AES256"
+	// (keys managed by S3) or "aws:kms" (a KMS key, SSEKMSKeyID or the
+	// account's default); empty leaves it to the bucket's default.
+	SSE string
+	// SSEKMSKeyID is the KMS key of SSE "aws:kms"; empty means the
+	// account's default key.
+	SSEKMSKeyID string
 
 	// PartialKey, when set, names the key Publish is expected to be
 	// given for a resumable upload id (tus publishes upload id under a
@@ -129,9 +136,19 @@ func ParseURL(raw string) (Config, error) {
 				return Config{}, fmt.Errorf("s3blob: blob URL: path_style %q is not a boolean", v)
 			}
 			cfg.PathStyle = b
+		case "sse":
+			if v != string(types.ServerSideEncryptionAes256) && v != string(types.ServerSideEncryptionAwsKms) {
+				return Config{}, fmt.Errorf("s3blob: blob URL: sse %q is neither AES256 nor aws:kms", v)
+			}
+			cfg.SSE = v
+		case "sse_kms_key_id":
+			cfg.SSEKMSKeyID = v
 		default:
 			return Config{}, fmt.Errorf("s3blob: blob URL: unknown parameter %q", name)
 		}
+	}
+	if cfg.SSEKMSKeyID != "" && cfg.SSE != string(types.ServerSideEncryptionAwsKms) {
+		return Config{}, errors.New("s3blob: blob URL: sse_kms_key_id needs sse=aws:kms")
 	}
 	return cfg, nil
 }
@@ -148,6 +165,8 @@ type Store struct {
 	copyLimit   int64 // largest source copied with one CopyObject
 	copyPart    int64 // part size of a multipart copy
 	partialKey  func(id string) string
+	sse         types.ServerSideEncryption // "" for the bucket's default
+	kmsKey      *string
 	bufs        sync.Pool // part buffers of PartSize
 	copyBufs    sync.Pool // copyBufSize buffers of readers' WriteTo and rehash
 
@@ -205,11 +224,15 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		copyLimit:   maxCopyObject,
 		copyPart:    copyPartSize,
 		partialKey:  cfg.PartialKey,
+		sse:         types.ServerSideEncryption(cfg.SSE),
 		live:        make(map[string]struct{}),
 		partials:    make(map[string]*partialLock),
 	}
 	if p := strings.Trim(cfg.Prefix, "/"); p != "" {
 		s.base = p + "/"
+	}
+	if cfg.SSEKMSKeyID != "" {
+		s.kmsKey = aws.String(cfg.SSEKMSKeyID)
 	}
 	s.bufs.New = func() any { b := make([]byte, s.partSize); return &b }
 	s.copyBufs.New = func() any { b := make([]byte, copyBufSize); return &b }
@@ -306,6 +329,33 @@ func (s *Store) Client() *s3.Client { return s.c }
 
 // Bucket returns the bucket the store lives in.
 func (s *Store) Bucket() string { return s.bucket }
+
+// encrypted is in after encrypt, for a request built in the call.
+func encrypted[T *s3.PutObjectInput | *s3.CreateMultipartUploadInput | *s3.CopyObjectInput](s *Store, in T) T {
+	s.encrypt(in)
+	return in
+}
+
+// encrypt asks S3 to encrypt the object a request creates, as the store
+// was configured to: every PutObject, CreateMultipartUpload and
+// CopyObject goes through it (a copy left alone would take the bucket's
+// default instead of the source's encryption). Part uploads inherit
+// their upload's.
+func (s *Store) encrypt(in any) {
+	if s.sse == "" {
+		return
+	}
+	switch v := in.(type) {
+	case *s3.PutObjectInput:
+		v.ServerSideEncryption, v.SSEKMSKeyId = s.sse, s.kmsKey
+	case *s3.CreateMultipartUploadInput:
+		v.ServerSideEncryption, v.SSEKMSKeyId = s.sse, s.kmsKey
+	case *s3.CopyObjectInput:
+		v.ServerSideEncryption, v.SSEKMSKeyId = s.sse, s.kmsKey
+	default:
+		panic(fmt.Sprintf("s3blob: encrypt of %T", in))
+	}
+}
 
 // checkKey is the key syntax every blob store shares.
 func checkKey(key string) error { return blob.CheckKey(key) }
@@ -547,13 +597,13 @@ func (s *Store) Copy(ctx context.Context, src, dst string) (blob.Info, error) {
 func (s *Store) copyObject(ctx context.Context, src, dst string, info blob.Info) (time.Time, error) {
 	meta := map[string]string{metaSHA256: info.SHA256}
 	if info.Size <= s.copyLimit {
-		out, err := s.c.CopyObject(ctx, &s3.CopyObjectInput{
+		out, err := s.c.CopyObject(ctx, encrypted(s, &s3.CopyObjectInput{
 			Bucket:            &s.bucket,
 			Key:               &dst,
 			CopySource:        aws.String(s.copySource(src)),
 			MetadataDirective: types.MetadataDirectiveReplace,
 			Metadata:          meta,
-		})
+		}))
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -569,7 +619,7 @@ func (s *Store) copyObject(ctx context.Context, src, dst string, info blob.Info)
 // multipartCopy copies a source too large for CopyObject in parts of
 // copyPartSize, a few at a time.
 func (s *Store) multipartCopy(ctx context.Context, src, dst string, size int64, meta map[string]string) (time.Time, error) {
-	up, err := s.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &dst, Metadata: meta})
+	up, err := s.c.CreateMultipartUpload(ctx, encrypted(s, &s3.CreateMultipartUploadInput{Bucket: &s.bucket, Key: &dst, Metadata: meta}))
 	if err != nil {
 		return time.Time{}, err
 	}

@@ -154,9 +154,9 @@ func (w *writer) newBuf() {
 // are in flight.
 func (w *writer) sendPart() error {
 	if w.uploadID == "" {
-		out, err := w.s.c.CreateMultipartUpload(w.ctx, &s3.CreateMultipartUploadInput{
+		out, err := w.s.c.CreateMultipartUpload(w.ctx, encrypted(w.s, &s3.CreateMultipartUploadInput{
 			Bucket: &w.s.bucket, Key: &w.object, ChecksumAlgorithm: types.ChecksumAlgorithmCrc32,
-		})
+		}))
 		if err != nil {
 			return mapErr(err)
 		}
@@ -219,10 +219,10 @@ func (w *writer) Commit(ctx context.Context) (blob.Info, error) {
 		w.hq.close()
 		sum := hex.EncodeToString(w.h.Sum(nil))
 		info := blob.Info{Size: w.size, SHA256: sum}
-		_, err := w.s.c.PutObject(ctx, &s3.PutObjectInput{
+		_, err := w.s.c.PutObject(ctx, encrypted(w.s, &s3.PutObjectInput{
 			Bucket: &w.s.bucket, Key: &w.object, ContentLength: aws.Int64(int64(len(body))),
 			Body: bytes.NewReader(body), Metadata: map[string]string{metaSHA256: sum}, ChecksumCRC32: crc32Of(body),
-		})
+		}))
 		if err != nil {
 			return blob.Info{}, mapErr(err)
 		}
