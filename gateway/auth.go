@@ -143,6 +143,18 @@ func writeThrottled(w http.ResponseWriter, t *throttled) {
 		"Too many failed sign-ins for this account or address; try again later.")
 }
 
+// guessingSource is what failed sign-ins from addr count against: the
+// address itself, or for IPv6 its /64, which one host or home network is
+// usually given whole and could otherwise walk through an address per
+// guess.
+func guessingSource(addr string) string {
+	ip := net.ParseIP(addr)
+	if ip == nil || ip.To4() != nil {
+		return addr
+	}
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
+}
+
 // clientAddr is the client's address without port from a RemoteAddr as
 // the server keeps it ("IP:PORT", or "CLIENT via PROXY" behind a trusted
 // proxy).
@@ -228,7 +240,7 @@ func (a *authenticator) password(ctx context.Context, name, pass string, r *http
 			return Principal{Subject: "user:" + u.Name, User: u, Method: "password"}, nil
 		}
 	}
-	account, address := model.SignInKeys(name, clientAddr(r.RemoteAddr))
+	account, address := model.SignInKeys(name, guessingSource(clientAddr(r.RemoteAddr)))
 	if until, err := a.repo.SignInBlockedUntil(ctx, time.Now(), account, address); err != nil {
 		return Anonymous, credErr(err)
 	} else if !until.IsZero() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/filegate/filegate/gateway"
+	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/dbtest"
 )
 
@@ -230,4 +232,45 @@ func TestAdminEndsASignInBlock(t *testing.T) {
 			t.Fatalf("user.unblock rows %q, want one of user:bob naming the block", unblocks)
 		}
 	})
+}
+
+// TestGuessesFromOneIPv6NetworkCountTogether sends failed sign-ins under
+// different names from different addresses of one IPv6 /64 (through a
+// trusted proxy's X-Forwarded-For): they count against the /64 as a
+// whole, which is then blocked, while another /64 and IPv4 clients are
+// not.
+func TestGuessesFromOneIPv6NetworkCountTogether(t *testing.T) {
+	db := dbtest.Open(t, dbtest.SQLite)
+	env := newTestServer(t, db, "", gateway.Config{TrustForwardedHeaders: true,
+		SignInLimits: model.SignInLimits{PerAddress: 3}}, nil)
+	env.srv.Handle(gateway.DAVPrefix+"/", env.srv.DAVHandler())
+	ts := httptest.NewServer(env.srv.Handler())
+	defer ts.Close()
+	try := func(from, name string) int {
+		t.Helper()
+		req, _ := http.NewRequest("PROPFIND", ts.URL+"/dav/", nil)
+		req.Header.Set("Depth", "0")
+		req.Header.Set("X-Forwarded-For", from)
+		req.SetBasicAuth(name, "a guess")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i, from := range []string{"2001:db8:0:1::a", "2001:db8:0:1::b", "2001:db8:0:1:ffff::c"} {
+		if got := try(from, fmt.Sprintf("name%d", i)); got != http.StatusUnauthorized {
+			t.Fatalf("guess %d from %s: %d, want 401", i+1, from, got)
+		}
+	}
+	if got := try("2001:db8:0:1::d", "fresh.name"); got != http.StatusTooManyRequests {
+		t.Fatalf("a fourth address of the same /64: %d, want 429", got)
+	}
+	if got := try("2001:db8:0:2::a", "fresh.name"); got != http.StatusUnauthorized {
+		t.Fatalf("another /64: %d, want 401", got)
+	}
+	if got := try("192.0.2.10", "other.name"); got != http.StatusUnauthorized {
+		t.Fatalf("an IPv4 client: %d, want 401", got)
+	}
 }
