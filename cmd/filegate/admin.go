@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/filegate/filegate/migrations"
 	"github.com/filegate/filegate/model"
@@ -138,8 +139,12 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if err != nil {
 			return err
 		}
+		blocks, err := o.repo.SignInBlocks(ctx, time.Now())
+		if err != nil {
+			return err
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tID\tADMIN\tDISABLED\tQUOTA\tUSED\tCREATED")
+		fmt.Fprintln(tw, "NAME\tID\tADMIN\tDISABLED\tQUOTA\tUSED\tCREATED\tSIGN-INS")
 		for _, u := range users {
 			isAdmin := o.authz.Decide(ctx, "user:"+u.Name, "admin", "*").Allowed
 			used, err := o.repo.QuotaUsed(ctx, u.ID)
@@ -150,8 +155,12 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			if u.QuotaBytes > 0 {
 				quota = human(u.QuotaBytes)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\t%s\t%s\n", u.Name, u.ID, isAdmin, u.Disabled, quota, human(used),
-				u.CreatedAt.Format("2006-01-02 15:04"))
+			signIns := "open"
+			if account, _ := model.SignInKeys(u.Name, ""); !blocks[account].IsZero() {
+				signIns = "blocked until " + blocks[account].Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%v\t%s\t%s\t%s\t%s\n", u.Name, u.ID, isAdmin, u.Disabled, quota, human(used),
+				u.CreatedAt.Format("2006-01-02 15:04"), signIns)
 		}
 		return tw.Flush()
 	case "passwd":
@@ -160,6 +169,12 @@ func userCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return err
 		}
 		if err := o.repo.SetPassword(ctx, pos[0], pw); err != nil {
+			return err
+		}
+		// A new password ends a block the old one's guessers set: the
+		// usual reason for a reset is a user who could not sign in.
+		account, _ := model.SignInKeys(pos[0], "")
+		if err := o.repo.SignInSucceeded(ctx, account); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "password of %s changed\n", pos[0])

@@ -207,20 +207,35 @@ func TestAdminCommands(t *testing.T) {
 			}
 			repo := model.NewRepo(db)
 			account, _ := model.SignInKeys("alice", "")
-			for range model.DefaultSignInLimits.PerAccount {
-				if _, err := repo.SignInFailed(ctx, model.SignInLimits{}, time.Now(), account, ""); err != nil {
-					t.Fatal(err)
+			block := func() {
+				t.Helper()
+				for range model.DefaultSignInLimits.PerAccount {
+					if _, err := repo.SignInFailed(ctx, model.SignInLimits{}, time.Now(), account, ""); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if until, err := repo.SignInBlockedUntil(ctx, time.Now(), account); err != nil || until.IsZero() {
+					t.Fatalf("alice not blocked after %d failures: %v", model.DefaultSignInLimits.PerAccount, err)
 				}
 			}
-			if until, err := repo.SignInBlockedUntil(ctx, time.Now(), account); err != nil || until.IsZero() {
-				t.Fatalf("alice not blocked after %d failures: %v", model.DefaultSignInLimits.PerAccount, err)
+			open := func(how string) {
+				t.Helper()
+				if until, err := repo.SignInBlockedUntil(ctx, time.Now(), account); err != nil || !until.IsZero() {
+					t.Fatalf("alice still blocked until %v after %s (%v)", until, how, err)
+				}
+			}
+			block()
+			if out := runOK("", "user", "list"); !regexp.MustCompile(`(?m)^alice\s.*\sblocked until \S+\s*$`).MatchString(out) ||
+				!regexp.MustCompile(`(?m)^boss\s.*\sopen\s*$`).MatchString(out) {
+				t.Fatalf("user list does not show alice's block:\n%s", out)
 			}
 			if out := runOK("", "user", "unblock", "Alice"); !strings.Contains(out, "forgotten") {
 				t.Fatalf("user unblock printed %q", out)
 			}
-			if until, err := repo.SignInBlockedUntil(ctx, time.Now(), account); err != nil || !until.IsZero() {
-				t.Fatalf("alice still blocked until %v after unblock (%v)", until, err)
-			}
+			open("unblock")
+			block()
+			runOK("a-new-password\n", "user", "passwd", "alice", "--password-stdin")
+			open("a new password")
 			db.Close()
 
 			var errb bytes.Buffer
