@@ -4,22 +4,23 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"time"
 
 	"github.com/uptrace/bun"
 )
 
 // hotStatements are the lookups every small request makes (the caller's
-// account, the folder and file a write lands on), prepared so that each
-// connection parses them once, and on PostgreSQL the insert of a new file
-// too (4 KiB PUTs ~502 -> ~572/s in alternating runs, once it was
-// prepared). Sent as plain queries, as Bun sends everything, parsing and
-// planning are most of their cost: on PostgreSQL 0.155 ms against 0.059
-// ms prepared (pgbench on this machine), which shares the cores with the
-// server; on SQLite, whose parser runs in this process, parsing the
-// lookups was a quarter of the server's CPU on 4 KiB GETs (pprof).
+// account, the folder and file a write lands on) and the insert of a new
+// file, prepared so that each connection parses them once. Sent as plain
+// queries, as Bun sends everything, parsing and planning are most of
+// their cost: on PostgreSQL 0.155 ms against 0.059 ms prepared (pgbench
+// on this machine), which shares the cores with the server, and preparing
+// the insert took 4 KiB PUTs from ~502 to ~572/s; on SQLite, whose parser
+// runs in this process, parsing the lookups was a quarter of the server's
+// CPU on 4 KiB GETs and the insert 13% on PUTs (pprof).
 //
-// SQLite's inserts stay Bun's: Bun, not the driver, decides how times and
-// lists are stored there.
+// On SQLite the insert is given its times as the text Bun writes
+// (sqliteTime), since SQLite compares times as text.
 type hotStatements struct {
 	db *bun.DB
 
@@ -67,9 +68,18 @@ func (h *hotStatements) statements(ctx context.Context) *hotStatements {
 	h.folderAndLive = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.id = $1 OR " +
 		"(n.path = $2 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "')")
 	h.liveByPath = prep("SELECT " + nodeColumns + " FROM nodes AS n WHERE n.path = $1 AND n.archived_at IS NULL AND n.status = '" + StatusCompleted + "'")
-	// SQLite's inserts join the group commit (see Repo.createFile), and
-	// Bun, not the driver, writes its times.
-	if pg {
+	if !pg {
+		// The same insert without PostgreSQL's casts and lock; it runs
+		// in the group commit's transaction (see Repo.createFile), and
+		// its times are passed as the text Bun writes (sqliteTime).
+		h.createFile = prep(`INSERT INTO nodes (` + newFileColumns + `)
+		SELECT ?1, p.id, ?2, CASE WHEN p.path = '/' THEN '/' || ?2 ELSE p.path || '/' || ?2 END, p.lineage || '/' || ?1,
+			FALSE, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 1, ?16, ?17, ?18
+		FROM nodes AS p
+		WHERE p.id = ?19 AND p.is_dir AND p.archived_at IS NULL AND p.status = '` + StatusCompleted + `'
+		ON CONFLICT DO NOTHING
+		RETURNING path, lineage`)
+	} else {
 		// Parameters of a SELECT list are text unless cast.
 		h.createFile = prep(`INSERT INTO nodes (` + newFileColumns + `)
 		SELECT $1, p.id, $2, CASE WHEN p.path = '/' THEN '/' || $2 ELSE p.path || '/' || $2 END, p.lineage || '/' || $1,
@@ -150,10 +160,14 @@ func (h *hotStatements) run(ctx context.Context, tx *bun.Tx, stmt *sql.Stmt, arg
 // in the folder parentID, and appends the path and lineage it was placed
 // at to placed; nothing is appended when the statement inserted nothing
 // (a name taken, or no such live folder).
-func (h *hotStatements) createFileRow(ctx context.Context, n *Node, tags, parentID string, placed *[]placement) error {
-	rows, done, err := h.run(ctx, nil, h.createFile, []any{n.ID, n.Name, n.Size, n.MimeType, n.SHA256,
+func (h *hotStatements) createFileRow(ctx context.Context, tx *bun.Tx, n *Node, tags, parentID string, placed *[]placement) error {
+	created, updated, mod := any(n.CreatedAt), any(n.UpdatedAt), any(n.ModTime)
+	if !IsPostgres(h.db) {
+		created, updated, mod = sqliteTime(n.CreatedAt), sqliteTime(n.UpdatedAt), sqliteTime(n.ModTime)
+	}
+	rows, done, err := h.run(ctx, tx, h.createFile, []any{n.ID, n.Name, n.Size, n.MimeType, n.SHA256,
 		n.ETag, n.BlobKey, n.CreatorID, n.OwnerID, tags, n.Title, n.Description, n.Source, n.PHI, n.Status,
-		n.CreatedAt, n.UpdatedAt, n.ModTime, parentID})
+		created, updated, mod, parentID})
 	if err != nil {
 		return err
 	}
@@ -167,4 +181,10 @@ func (h *hotStatements) createFileRow(ctx context.Context, n *Node, tags, parent
 		*placed = append(*placed, p)
 	}
 	return rows.Err()
+}
+
+// sqliteTime is t as Bun's SQLite dialect writes a time, so that rows
+// inserted by a prepared statement sort and compare with Bun's.
+func sqliteTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02 15:04:05.999999-07:00")
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -140,5 +142,57 @@ func TestPreparedStatementsKeepOnePlan(t *testing.T) {
 	}
 	if mode != "force_custom_plan" {
 		t.Fatalf("plan_cache_mode = %q with the URL asking for force_custom_plan", mode)
+	}
+}
+
+// TestPreparedInsertWritesWhatBunWrites checks on SQLite, which compares
+// times as text, that a file inserted by the prepared statement stores its
+// times, flags and tags exactly as a row Bun inserts them would: the same
+// time format, integer booleans, JSON tags.
+func TestPreparedInsertWritesWhatBunWrites(t *testing.T) {
+	ctx := context.Background()
+	db := dbtest.Open(t, dbtest.SQLite)
+	r := model.NewRepo(db)
+	root, err := r.LiveByPath(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder, err := r.CreateFolder(ctx, root, "ward", "") // Bun's insert
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := time.Date(2026, 3, 4, 5, 6, 7, 891011000, time.FixedZone("CET", 3600))
+	c := model.Content{BlobKey: "k", Size: 9, SHA256: strings.Repeat("d", 64)}
+	f, created, _, err := r.PutFile(ctx, folder, "x.dcm", c, model.FileMeta{PHI: true, Tags: []string{"ct"}, ModTime: mod}, "u1", model.Cond{})
+	if err != nil || !created {
+		t.Fatalf("create: %v %v", created, err)
+	}
+	type raw struct {
+		Created, Mod, Tags, PHIType, DirType string
+		PHI                                  int
+	}
+	read := func(id string) raw {
+		t.Helper()
+		var x raw
+		// || '' reads the stored text, which the driver would otherwise
+		// turn into a time.Time for a column declared as one.
+		if err := db.QueryRowContext(ctx, `SELECT created_at || '', mod_time || '', tags, typeof(phi), typeof(is_dir), phi FROM nodes WHERE id = ?`, id).
+			Scan(&x.Created, &x.Mod, &x.Tags, &x.PHIType, &x.DirType, &x.PHI); err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	bunRow, prepared := read(folder.ID), read(f.ID)
+	format := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00:00$`)
+	for _, v := range []string{bunRow.Created, prepared.Created, prepared.Mod} {
+		if !format.MatchString(v) {
+			t.Errorf("stored time %q is not in Bun's format", v)
+		}
+	}
+	if prepared.Mod != "2026-03-04 04:06:07.891011+00:00" {
+		t.Errorf("mod_time stored as %q", prepared.Mod)
+	}
+	if prepared.PHIType != "integer" || prepared.DirType != "integer" || prepared.PHI != 1 || prepared.Tags != `["ct"]` {
+		t.Errorf("stored flags and tags %+v, want integers and JSON as Bun writes them (%+v)", prepared, bunRow)
 	}
 }

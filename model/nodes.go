@@ -511,7 +511,14 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 		return err
 	}
 	if h := r.hot.statements(ctx); h != nil && h.createFile != nil {
-		err = h.createFileRow(ctx, n, string(tagsJSON), parent.ID, &placed)
+		if r.group == nil {
+			err = h.createFileRow(ctx, nil, n, string(tagsJSON), parent.ID, &placed)
+		} else {
+			err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+				placed = placed[:0] // a batch may run a change again
+				return h.createFileRow(ctx, &tx, n, string(tagsJSON), parent.ID, &placed)
+			})
+		}
 	} else if r.group == nil {
 		err = insert(ctx, r.db)
 	} else {
