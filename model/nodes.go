@@ -515,7 +515,6 @@ func (r *Repo) createFile(ctx context.Context, parent *Node, name string, c Cont
 			err = h.createFileRow(ctx, nil, n, string(tagsJSON), parent.ID, &placed)
 		} else {
 			err = r.writeTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-				placed = placed[:0] // a batch may run a change again
 				return h.createFileRow(ctx, &tx, n, string(tagsJSON), parent.ID, &placed)
 			})
 		}
