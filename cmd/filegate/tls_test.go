@@ -20,7 +20,7 @@ import (
 // TestServeOverHTTPS starts the real binary with --tls-cert and --tls-key:
 // it announces https URLs, WebDAV answers over HTTP/2, and the upload
 // command, a separate process trusting the certificate through
-// SSL_CERT_FILE, sends a file through the tus door whose bytes WebDAV
+// --ca-cert, sends a file through the tus door whose bytes WebDAV
 // then serves unchanged. Half a pair is refused at startup.
 func TestServeOverHTTPS(t *testing.T) {
 	cert := tlstest.Write(t, t.TempDir(), "filegate test")
@@ -53,11 +53,16 @@ func TestServeOverHTTPS(t *testing.T) {
 	if err := os.WriteFile(file, content, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	up := exec.Command(proctest.Binary(t), "upload", file, "--to", in.URL+"/dav/scans",
-		"--user", "admin", "--password-stdin", "--state", filepath.Join(t.TempDir(), "state.json"))
-	up.Env = append(os.Environ(), "SSL_CERT_FILE="+cert.CertPath)
-	up.Stdin = strings.NewReader("secret-admin\n")
-	if out, err := up.CombinedOutput(); err != nil {
+	upload := func(extra ...string) ([]byte, error) {
+		up := exec.Command(proctest.Binary(t), append([]string{"upload", file, "--to", in.URL + "/dav/scans",
+			"--user", "admin", "--password-stdin", "--state", filepath.Join(t.TempDir(), "state.json")}, extra...)...)
+		up.Stdin = strings.NewReader("secret-admin\n")
+		return up.CombinedOutput()
+	}
+	if out, err := upload("--ca-cert", file); err == nil || !strings.Contains(string(out), "holds no PEM certificate") {
+		t.Fatalf("--ca-cert with a file that is no certificate: %v\n%s", err, out)
+	}
+	if out, err := upload("--ca-cert", cert.CertPath); err != nil {
 		t.Fatalf("filegate upload over TLS: %v\n%s", err, out)
 	}
 	resp, got := do(http.MethodGet, "/dav/scans/ecg.bin", nil)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,6 +48,8 @@ func uploadCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	quiet := fs.Bool("quiet", false, "no progress output")
 	statePath := fs.String("state", "", "file remembering unfinished uploads (default in the user cache folder)")
 	retries := fs.Int("retries", 10, "consecutive failed attempts before giving up on a file")
+	caCert := fs.String("ca-cert", envString("ca-cert", ""),
+		"PEM file of certificate authorities to trust besides the system's, for a server with a private certificate [FILEGATE_CA_CERT]")
 	files, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -71,9 +74,15 @@ func uploadCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return err
 		}
 	}
+	var roots *x509.CertPool
+	if *caCert != "" {
+		if roots, err = certPool(*caCert); err != nil {
+			return err
+		}
+	}
 	c := &tusClient{
 		endpoint: endpoint, folder: folder, auth: auth, chunk: *chunk, checksum: !*noSum,
-		retries: *retries, state: &uploadState{path: *statePath}, out: stdout,
+		retries: *retries, state: &uploadState{path: *statePath}, out: stdout, roots: roots,
 	}
 	if !*quiet {
 		c.progress = newProgress(stderr)
@@ -189,4 +198,22 @@ func (s *uploadState) set(key, u string) error {
 		return err
 	}
 	return os.Rename(tmp, s.path)
+}
+
+// certPool is the system's certificate authorities plus those in the PEM
+// file path. It returns an error naming the file when it cannot be read
+// or holds no certificate.
+func certPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-cert: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-cert: %s holds no PEM certificate", path)
+	}
+	return pool, nil
 }

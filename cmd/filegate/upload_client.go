@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -37,6 +39,7 @@ type tusClient struct {
 	state    *uploadState
 	out      io.Writer
 	progress *progress
+	roots    *x509.CertPool // nil: the system's
 	hc       *http.Client
 }
 
@@ -89,6 +92,7 @@ func (c *tusClient) client() *http.Client {
 			WriteBufferSize:       256 << 10,
 			ReadBufferSize:        64 << 10,
 			ForceAttemptHTTP2:     true,
+			TLSClientConfig:       &tls.Config{RootCAs: c.roots},
 		}}
 	}
 	return c.hc
