@@ -274,3 +274,22 @@ func TestGuessesFromOneIPv6NetworkCountTogether(t *testing.T) {
 		t.Fatalf("an IPv4 client: %d, want 401", got)
 	}
 }
+
+// TestHostileSignInNamesAreCountedNotFailed signs in with names no column
+// could hold as they are (a NUL, invalid UTF-8, 5,000 bytes), on both
+// databases: each is an ordinary 401 and counted, never a 503.
+func TestHostileSignInNamesAreCountedNotFailed(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newAPIEnv(t, db)
+		for _, name := range []string{"nurse\x00jo", "\xff\xfe", strings.Repeat("n", 5000)} {
+			r := e.do(func(r *http.Request) { r.SetBasicAuth(name, "a guess") }, "PROPFIND", "/dav/", nil, "Depth", "0")
+			if r.status != http.StatusUnauthorized {
+				t.Fatalf("name of %d bytes: %d, want 401: %s", len(name), r.status, r.body)
+			}
+		}
+		var n int
+		if err := db.NewSelect().Table("sign_in_failures").ColumnExpr("COUNT(*)").Where("key LIKE 'name:%'").Scan(context.Background(), &n); err != nil || n != 3 {
+			t.Fatalf("%d name keys counted (%v), want 3", n, err)
+		}
+	})
+}

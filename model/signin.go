@@ -2,8 +2,11 @@ package model
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 )
@@ -61,7 +64,14 @@ func (l SignInLimits) withDefaults() SignInLimits {
 // against. Account names are compared without case, as a guesser may vary
 // it; addr is a client address without port ("" for none).
 func SignInKeys(name, addr string) (account, address string) {
-	account = "name:" + strings.ToLower(name)
+	n := strings.ToLower(name)
+	if len(n) > 200 || !utf8.ValidString(n) || strings.IndexByte(n, 0) >= 0 {
+		// Whatever a client sends as a name must make a key PostgreSQL
+		// can store and index: text without NUL, valid UTF-8, short.
+		sum := sha256.Sum256([]byte(n))
+		n = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	account = "name:" + n
 	if addr != "" {
 		address = "addr:" + addr
 	}
