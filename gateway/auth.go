@@ -250,9 +250,11 @@ func (a *authenticator) password(ctx context.Context, name, pass string, r *http
 	// An unknown name is checked against a hash of nothing, taking as
 	// long as a known one: the time of a 401 tells no one which names
 	// exist.
-	hash := a.decoyHash()
+	var hash string
 	if u != nil {
 		hash = u.PasswordHash
+	} else {
+		hash = a.decoyHash()
 	}
 	select {
 	case a.verifying <- struct{}{}:

@@ -3,7 +3,6 @@ package gateway
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -86,17 +85,13 @@ func (c *CertFiles) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, erro
 	if time.Since(c.checked) >= time.Second {
 		c.checked = time.Now()
 		if c.changed() {
-			old := c.cert
+			// load replaces the certificate only when the new pair loads.
 			if err := c.load(); err != nil {
 				c.log.Warn("TLS certificate files changed but do not load; keeping the one in use", "err", err)
-				c.cert = old
 			} else {
 				c.log.Info("TLS certificate reloaded", "subject", c.cert.Leaf.Subject.String(), "not_after", c.cert.Leaf.NotAfter)
 			}
 		}
-	}
-	if c.cert == nil {
-		return nil, errors.New("TLS: no certificate")
 	}
 	return c.cert, nil
 }

@@ -163,7 +163,7 @@ func (h *hotStatements) run(ctx context.Context, tx *bun.Tx, stmt *sql.Stmt, arg
 func (h *hotStatements) createFileRow(ctx context.Context, tx *bun.Tx, n *Node, tags, parentID string, placed *[]placement) error {
 	created, updated, mod := any(n.CreatedAt), any(n.UpdatedAt), any(n.ModTime)
 	if !IsPostgres(h.db) {
-		created, updated, mod = sqliteTime(n.CreatedAt), sqliteTime(n.UpdatedAt), sqliteTime(n.ModTime)
+		created, updated, mod = h.sqliteTime(n.CreatedAt), h.sqliteTime(n.UpdatedAt), h.sqliteTime(n.ModTime)
 	}
 	rows, done, err := h.run(ctx, tx, h.createFile, []any{n.ID, n.Name, n.Size, n.MimeType, n.SHA256,
 		n.ETag, n.BlobKey, n.CreatorID, n.OwnerID, tags, n.Title, n.Description, n.Source, n.PHI, n.Status,
@@ -183,8 +183,10 @@ func (h *hotStatements) createFileRow(ctx context.Context, tx *bun.Tx, n *Node, 
 	return rows.Err()
 }
 
-// sqliteTime is t as Bun's SQLite dialect writes a time, so that rows
-// inserted by a prepared statement sort and compare with Bun's.
-func sqliteTime(t time.Time) string {
-	return t.UTC().Format("2006-01-02 15:04:05.999999-07:00")
+// sqliteTime is t as Bun's SQLite dialect writes a time literal, without
+// its quotes, so that rows inserted by a prepared statement sort and
+// compare with Bun's.
+func (h *hotStatements) sqliteTime(t time.Time) string {
+	lit := h.db.Dialect().AppendTime(nil, t)
+	return string(lit[1 : len(lit)-1])
 }
