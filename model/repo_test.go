@@ -10,10 +10,15 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob/s3test"
 	"github.com/filegate/filegate/model/dbtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := dbtest.Main(m)
+	s3test.Cleanup()
+	os.Exit(code)
+}
 
 // tree builds folders and files from paths ("/a/", "/a/f.txt") and returns
 // the nodes by path.

@@ -30,6 +30,7 @@ Usage:
   filegate policy list|add|remove|what-if|explain|import|export   (see filegate policy)
   filegate apikey create USER [--label L] | revoke KEY_ID
   filegate audit verify                       check the audit trail's hash chain
+  filegate check [--quick] [--max-rate 50MB]  read back every file and compare it with its recorded size and SHA-256
   filegate upload FILE... --to URL/FOLDER     resumable upload through the tus door
   filegate version
 
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return nil
 	case "audit":
 		return auditCmd(ctx, rest, stdout, stderr)
+	case "check":
+		return checkCmd(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)

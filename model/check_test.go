@@ -1,0 +1,302 @@
+package model_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/blob"
+	"github.com/filegate/filegate/model/blob/localblob"
+	"github.com/filegate/filegate/model/blob/s3blob"
+	"github.com/filegate/filegate/model/blob/s3test"
+	"github.com/filegate/filegate/model/dbtest"
+)
+
+// eachStore runs fn over every database and every blob store (the local
+// folder and S3 on versitygw), each pair with a fresh database.
+func eachStore(t *testing.T, fn func(t *testing.T, s *model.Store)) {
+	dbtest.Each(t, func(t *testing.T, first *bun.DB) {
+		kind := dbtest.SQLite
+		if model.IsPostgres(first) {
+			kind = dbtest.Postgres
+		}
+		t.Run("local", func(t *testing.T) {
+			db := first
+			blobs, err := localblob.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn(t, model.NewStore(model.NewRepo(db), blobs, nil))
+		})
+		t.Run("s3", func(t *testing.T) {
+			db := dbtest.Open(t, kind)
+			srv := s3test.Shared(t)
+			s3test.SetEnv(t)
+			cfg, err := s3blob.ParseURL(srv.URL(srv.NewBucket(t), "fg"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobs, err := s3blob.New(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn(t, model.NewStore(model.NewRepo(db), blobs, nil))
+		})
+	})
+}
+
+// putFile writes body at a path whose folders put makes as needed.
+func putFile(t *testing.T, s *model.Store, path string, body []byte) *model.Node {
+	t.Helper()
+	ctx := context.Background()
+	parent, err := s.Repo.LiveByPath(ctx, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	for _, dir := range segs[:len(segs)-1] {
+		next, err := s.Repo.LiveByPath(ctx, model.JoinPath(parent.Path, dir))
+		if errors.Is(err, model.ErrNotFound) {
+			next, err = s.Repo.CreateFolder(ctx, parent, dir, "u1")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		parent = next
+	}
+	n, _, err := s.Put(ctx, model.PutRequest{Parent: parent, Name: segs[len(segs)-1], Body: bytes.NewReader(body), Actor: "u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// overwriteBlob puts other bytes under a file's blob key, the way a disk
+// fault or a hand on the storage would.
+func overwriteBlob(t *testing.T, s *model.Store, key string, body []byte) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Blobs.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Blobs.Create(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// check runs a Check and returns its report and problems sorted by path.
+func check(t *testing.T, s *model.Store, o model.CheckOptions) (model.CheckReport, []model.CheckProblem) {
+	t.Helper()
+	var probs []model.CheckProblem
+	rep, err := s.Check(context.Background(), o, func(p model.CheckProblem) { probs = append(probs, p) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Problems != int64(len(probs)) {
+		t.Fatalf("report counts %d problems, callback saw %d", rep.Problems, len(probs))
+	}
+	sort.Slice(probs, func(i, j int) bool { return probs[i].Path < probs[j].Path })
+	return rep, probs
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7) + seed
+	}
+	return b
+}
+
+// Check reads back every file's bytes, archived ones included, and names
+// each one whose blob is missing, has another size, or hashes to another
+// SHA-256 than recorded; quick mode finds the first two without reading;
+// Under limits it to a subtree.
+func TestCheckFindsDamagedFiles(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *model.Store) {
+		ctx := context.Background()
+		big := pattern(3<<20+17, 1) // several 1 MiB reads
+		files := map[string][]byte{
+			"/a/one.txt":     []byte("first file\n"),
+			"/a/two.bin":     big,
+			"/b/three.txt":   pattern(4096, 3),
+			"/b/empty":       {},
+			"/b/c/four.dcm":  pattern(70000, 4),
+			"/old/gone.pdf":  pattern(1000, 5),
+			"/a%_/five.json": []byte(`{"x":1}`),
+		}
+		nodes := map[string]*model.Node{}
+		var total int64
+		for p, b := range files {
+			nodes[p] = putFile(t, s, p, b)
+			total += int64(len(b))
+		}
+		if _, err := s.Repo.Archive(ctx, nodes["/old/gone.pdf"].ID); err != nil {
+			t.Fatal(err)
+		}
+
+		rep, probs := check(t, s, model.CheckOptions{})
+		if rep.Files != int64(len(files)) || rep.Bytes != total || len(probs) != 0 || rep.Changed != 0 {
+			t.Fatalf("healthy store: %+v, problems %+v; want %d files, %d bytes, none", rep, probs, len(files), total)
+		}
+
+		// Damage four files: one blob gone, one altered in place, one cut
+		// short, and the archived one altered.
+		if err := s.Blobs.Delete(ctx, nodes["/a/one.txt"].BlobKey); err != nil {
+			t.Fatal(err)
+		}
+		altered := bytes.Clone(big)
+		altered[2<<20] ^= 1
+		overwriteBlob(t, s, nodes["/a/two.bin"].BlobKey, altered)
+		overwriteBlob(t, s, nodes["/b/c/four.dcm"].BlobKey, pattern(69999, 4))
+		overwriteBlob(t, s, nodes["/old/gone.pdf"].BlobKey, pattern(1000, 6))
+
+		rep, probs = check(t, s, model.CheckOptions{Workers: 3})
+		got := make([]string, len(probs))
+		for i, p := range probs {
+			got[i] = fmt.Sprintf("%s %s want=%s got=%s archived=%v key=%v", p.Path, p.Kind, p.Want, p.Got, p.Archived, p.BlobKey == nodes[p.Path].BlobKey)
+		}
+		want := []string{
+			"/a/one.txt missing want= got= archived=false key=true",
+			"/a/two.bin sha256 want=" + sha(big) + " got=" + sha(altered) + " archived=false key=true",
+			"/b/c/four.dcm size want=70000 got=69999 archived=false key=true",
+			"/old/gone.pdf sha256 want=" + sha(pattern(1000, 5)) + " got=" + sha(pattern(1000, 6)) + " archived=true key=true",
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("problems:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if rep.Files != int64(len(files)) || rep.Problems != 4 {
+			t.Fatalf("report %+v", rep)
+		}
+
+		t.Run("quick mode sees what a Stat can", func(t *testing.T) {
+			rep, probs := check(t, s, model.CheckOptions{Quick: true})
+			var kinds []string
+			for _, p := range probs {
+				kinds = append(kinds, p.Path+" "+string(p.Kind))
+			}
+			if want := "/a/one.txt missing, /b/c/four.dcm size"; strings.Join(kinds, ", ") != want {
+				t.Fatalf("quick problems %q, want %q", strings.Join(kinds, ", "), want)
+			}
+			if rep.Bytes != 0 || rep.Files != int64(len(files)) {
+				t.Fatalf("quick report %+v: nothing should be read", rep)
+			}
+		})
+
+		t.Run("under a folder", func(t *testing.T) {
+			rep, probs := check(t, s, model.CheckOptions{Under: "/b/"})
+			if len(probs) != 1 || probs[0].Path != "/b/c/four.dcm" || rep.Files != 3 {
+				t.Fatalf("under /b: %+v, %+v", rep, probs)
+			}
+			// "/a" must not take in "/a%_": the prefix is a path, not a pattern.
+			rep, _ = check(t, s, model.CheckOptions{Under: "/a"})
+			if rep.Files != 2 {
+				t.Fatalf("under /a: %d files, want 2", rep.Files)
+			}
+			for _, bad := range []string{"/nope", "/a/two.bin", "/a/../b"} {
+				_, err := s.Check(ctx, model.CheckOptions{Under: bad}, nil)
+				if !errors.Is(err, model.ErrNotFound) && !errors.Is(err, model.ErrInvalid) {
+					t.Fatalf("under %s: %v, want ErrNotFound or ErrInvalid", bad, err)
+				}
+			}
+		})
+
+		t.Run("bad options", func(t *testing.T) {
+			for _, o := range []model.CheckOptions{{Workers: -1}, {MaxRate: -5}} {
+				if _, err := s.Check(ctx, o, nil); !errors.Is(err, model.ErrInvalid) {
+					t.Fatalf("%+v: %v, want ErrInvalid", o, err)
+				}
+			}
+		})
+	})
+}
+
+// replacingStore is a real blob store whose Open of one key first lets a
+// writer replace the file that key belongs to: the check then reads a
+// blob the writer has just deleted.
+type replacingStore struct {
+	blob.Store
+	key     string
+	replace func()
+}
+
+func (r *replacingStore) Open(ctx context.Context, key string) (blob.Reader, error) {
+	if key == r.key {
+		r.replace()
+	}
+	return r.Store.Open(ctx, key)
+}
+
+// A file replaced while the check reads it is counted as changed, not
+// reported as missing: its old blob was deleted for good reason.
+func TestCheckSkipsFilesReplacedMeanwhile(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		blobs, err := localblob.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := model.NewStore(model.NewRepo(db), blobs, nil)
+		n := putFile(t, s, "/f.txt", []byte("old"))
+		putFile(t, s, "/g.txt", []byte("other"))
+		rs := &replacingStore{Store: blobs, key: n.BlobKey}
+		rs.replace = func() { putFile(t, s, "/f.txt", []byte("new content")) }
+		checking := model.NewStore(s.Repo, rs, nil)
+		rep, probs := check(t, checking, model.CheckOptions{Workers: 1})
+		if len(probs) != 0 || rep.Changed != 1 || rep.Files != 1 {
+			t.Fatalf("report %+v, problems %+v; want 1 changed, 1 checked, none", rep, probs)
+		}
+	})
+}
+
+// MaxRate holds the reads under the cap: 512 KiB at 1 MiB/s cannot be
+// read in under half a second, however fast the disk.
+func TestCheckKeepsUnderItsRate(t *testing.T) {
+	blobs, err := localblob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := model.NewStore(model.NewRepo(dbtest.Open(t, dbtest.SQLite)), blobs, nil)
+	putFile(t, s, "/x.bin", pattern(256<<10, 1))
+	putFile(t, s, "/y.bin", pattern(256<<10, 2))
+	start := time.Now()
+	rep, probs := check(t, s, model.CheckOptions{MaxRate: 1 << 20, Workers: 2})
+	if el := time.Since(start); el < 480*time.Millisecond {
+		t.Fatalf("read %d bytes in %v, faster than 1 MiB/s", rep.Bytes, el)
+	}
+	if rep.Bytes != 512<<10 || len(probs) != 0 {
+		t.Fatalf("report %+v, problems %+v", rep, probs)
+	}
+}
+
+// A cancelled check stops and says so.
+func TestCheckStopsWithItsContext(t *testing.T) {
+	blobs, err := localblob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := model.NewStore(model.NewRepo(dbtest.Open(t, dbtest.SQLite)), blobs, nil)
+	putFile(t, s, "/x.bin", pattern(1<<20, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Check(ctx, model.CheckOptions{}, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled check: %v", err)
+	}
+}
