@@ -117,6 +117,8 @@ func (ad *admin) routes() []adminRoute {
 		{"POST /api/v1/groups", ad.createGroup},
 		{"POST /api/v1/groups/{name}/members", ad.addMember},
 		{"DELETE /api/v1/groups/{name}/members/{member}", ad.removeMember},
+		{"GET /api/v1/integrity-checks", ad.listIntegrityChecks},
+		{"GET /api/v1/integrity-checks/{id}", ad.getIntegrityCheck},
 	}
 }
 

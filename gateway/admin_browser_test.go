@@ -60,6 +60,18 @@ func TestAdminPageInBrowser(t *testing.T) {
 		}
 	}
 
+	// A scheduled integrity check found /other/b.txt's bytes gone.
+	b, err := e.repo.LiveByPath(context.Background(), "/other/b.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Blobs.Delete(context.Background(), b.BlobKey); err != nil {
+		t.Fatal(err)
+	}
+	if run, err := e.store.CheckOnce(context.Background(), model.ScheduledCheck{Every: time.Hour, Holder: "test"}); err != nil || run.Problems != 1 {
+		t.Fatalf("integrity check: %+v, %v", run, err)
+	}
+
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.Headless,
@@ -109,6 +121,14 @@ func TestAdminPageInBrowser(t *testing.T) {
 		chromedp.WaitVisible(css(`#app`)),
 		chromedp.WaitVisible(css(`#rules tbody tr`)),
 	)
+
+	do("show the integrity check's damaged files",
+		chromedp.Click(css(`#integrity-table tr[data-check] button`)),
+		chromedp.WaitVisible(css(`#integrity-damaged li`)),
+	)
+	if got := text(`#integrity-damaged`); !strings.Contains(got, "/other/b.txt: missing") {
+		t.Errorf("the damaged files shown: %q", got)
+	}
 
 	do("preview the grant",
 		chromedp.SendKeys(css(`#f1`), "group:staff"),

@@ -139,6 +139,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.authn.checked = func(outcome string) { s.metrics.passwordChecks.WithLabelValues(outcome).Inc() }
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.metrics.reg.MustRegister(newIntegrityCollector(s.repo))
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	return s, nil
 }

@@ -46,6 +46,14 @@ type CheckOptions struct {
 	// Under limits the check to a folder's subtree, given as its path;
 	// empty or "/" checks everything.
 	Under string
+	// After resumes an earlier check: only files whose id sorts after it
+	// are checked (see Progress).
+	After string
+	// Progress, when set, is called as the check moves through the
+	// files, with an id to pass as After to resume from there (every file
+	// up to it has been judged) and the totals so far. It is called from
+	// one goroutine at a time and should return quickly.
+	Progress func(after string, sofar CheckReport)
 }
 
 // CheckProblem is one file whose stored bytes do not match its row.
@@ -75,8 +83,9 @@ type CheckReport struct {
 	Elapsed time.Duration
 }
 
-// checkPage is how many rows one query of Check reads.
-const checkPage = 500
+// checkPage is how many rows one query of Check reads. It is a variable
+// only so that tests can spread a few files over several pages.
+var checkPage = 500
 
 type checkedFile struct {
 	ID         string     `bun:"id"`
@@ -108,6 +117,7 @@ func (s *Store) Check(ctx context.Context, o CheckOptions, problem func(CheckPro
 	if o.Workers == 0 {
 		o.Workers = 2
 	}
+	o.Workers = min(o.Workers, checkPage) // see pages on why
 	under := ""
 	if o.Under != "" && o.Under != "/" {
 		p, err := CleanPath(o.Under)
@@ -138,7 +148,7 @@ func (s *Store) Check(ctx context.Context, o CheckOptions, problem func(CheckPro
 			}
 		})
 	}
-	err := c.pages(ctx, under, files)
+	err := c.pages(ctx, under, o.After, files, start)
 	close(files)
 	wg.Wait()
 	// A worker that had to stop the check, or the caller, cancelled ctx:
@@ -146,9 +156,12 @@ func (s *Store) Check(ctx context.Context, o CheckOptions, problem func(CheckPro
 	if cause := context.Cause(ctx); cause != nil {
 		err = cause
 	}
-	rep := CheckReport{Files: c.files.Load(), Bytes: c.bytes.Load(), Problems: c.problems.Load(),
+	return c.report(start), err
+}
+
+func (c *checker) report(start time.Time) CheckReport {
+	return CheckReport{Files: c.files.Load(), Bytes: c.bytes.Load(), Problems: c.problems.Load(),
 		Changed: c.changed.Load(), Elapsed: time.Since(start)}
-	return rep, err
 }
 
 type checker struct {
@@ -162,14 +175,17 @@ type checker struct {
 }
 
 // pages feeds files, in id order, to the workers until the rows run out.
-func (c *checker) pages(ctx context.Context, under string, files chan<- checkedFile) error {
-	after := ""
+func (c *checker) pages(ctx context.Context, under, after string, files chan<- checkedFile, start time.Time) error {
+	// fed is the last id of the page before the one just fed: all of
+	// that page has been judged once the next is handed out, since the
+	// workers (at most a page of them) take files in order.
+	fed := after
 	for {
 		var page []checkedFile
 		q := c.s.Repo.db.NewSelect().Table("nodes").
 			Column("id", "path", "blob_key", "size", "sha256", "archived_at").
 			Where("is_dir = ?", false).Where("blob_key <> ''").Where("id > ?", after).
-			OrderExpr("id").Limit(checkPage)
+			OrderExpr("id").Limit(int64(checkPage))
 		if under != "" {
 			// A byte prefix, not LIKE: paths may hold % and _.
 			q = q.Where("substr(path, 1, ?) = ?", len(under)+1, under+"/")
@@ -190,7 +206,11 @@ func (c *checker) pages(ctx context.Context, under string, files chan<- checkedF
 		if len(page) < checkPage {
 			return nil
 		}
-		after = page[len(page)-1].ID
+		if c.o.Progress != nil && fed != "" {
+			c.o.Progress(fed, c.report(start))
+		}
+		fed = page[len(page)-1].ID
+		after = fed
 	}
 }
 

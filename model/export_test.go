@@ -2,6 +2,8 @@ package model
 
 import (
 	"context"
+	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 )
@@ -34,4 +36,18 @@ func (r *Repo) GroupPending() (batch, queued int) {
 	r.group.mu.Lock()
 	defer r.group.mu.Unlock()
 	return r.group.batch, len(r.group.queue)
+}
+
+// SetCheckPage makes Check read n rows per query until the test ends, so
+// that a few files span several pages.
+func SetCheckPage(t testing.TB, n int) {
+	old := checkPage
+	checkPage = n
+	t.Cleanup(func() { checkPage = old })
+}
+
+// SaveIntegrityRun stores a run's progress and lease as the instance
+// holding it would, for tests that stage a run an instance left behind.
+func (r *Repo) SaveIntegrityRun(ctx context.Context, run *IntegrityRun, leaseUntil time.Time) error {
+	return r.saveIntegrityRun(ctx, run, leaseUntil)
 }

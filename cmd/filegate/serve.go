@@ -84,6 +84,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	linkRedirect := fs.Bool("signed-link-redirect", envBool("signed-link-redirect", false),
 		"answer signed links with a redirect to a short-lived pre-signed S3 URL (forced download) instead of streaming the bytes; clients must reach the S3 endpoint [FILEGATE_SIGNED_LINK_REDIRECT]")
 	sweepEvery := fs.Duration("sweep-interval", envDuration("sweep-interval", time.Hour), "how often orphaned blobs are swept [FILEGATE_SWEEP_INTERVAL]")
+	checkEvery := fs.Duration("check-interval", envDuration("check-interval", 7*24*time.Hour),
+		"how often every file's stored bytes are read back and checked against their recorded SHA-256, shared by all instances (see filegate check); 0 disables [FILEGATE_CHECK_INTERVAL]")
+	checkRate := fs.String("check-max-rate", envString("check-max-rate", "20MB"),
+		"most bytes per second the scheduled check reads, e.g. 20MB or 100MiB; none for no cap [FILEGATE_CHECK_MAX_RATE]")
+	checkWorkers := fs.Int("check-workers", int(envInt64("check-workers", 1)), "files the scheduled check reads at once [FILEGATE_CHECK_WORKERS]")
 	readHeaderTimeout := fs.Duration("read-header-timeout", envDuration("read-header-timeout", gateway.DefaultReadHeaderTimeout),
 		"time a client gets to send a request's headers; slower connections are closed [FILEGATE_READ_HEADER_TIMEOUT]")
 	idleTimeout := fs.Duration("idle-timeout", envDuration("idle-timeout", gateway.DefaultIdleTimeout),
@@ -116,6 +121,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	checkMaxRate, err := parseQuota(*checkRate)
+	if err != nil {
+		return fmt.Errorf("--check-max-rate: %w", err)
+	}
+	if *checkWorkers < 1 {
+		return errors.New("--check-workers must be at least 1")
 	}
 	if *listingCache == 0 {
 		*listingCache = -1
@@ -179,6 +191,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	go sweepLoop(ctx, o.store, *sweepEvery, log, door.PendingBlobs)
+	if *checkEvery > 0 {
+		checked := make(chan struct{})
+		go func() {
+			defer close(checked)
+			o.store.CheckPeriodically(ctx, model.ScheduledCheck{Every: *checkEvery, MaxRate: checkMaxRate,
+				Workers: *checkWorkers, Holder: instanceName(), Log: log})
+		}()
+		// On shutdown the check saves where it is before the database
+		// closes, so the next instance resumes from there.
+		defer func() {
+			select {
+			case <-checked:
+			case <-time.After(5 * time.Second):
+			}
+		}()
+	}
 	if *debugListen != "" {
 		// pprof registers on http.DefaultServeMux, which only this
 		// separate listener serves.
@@ -239,6 +267,16 @@ func bootstrapAdmin(ctx context.Context, o *opened) (generated string, err error
 		return "", err
 	}
 	return generated, nil
+}
+
+// instanceName names this process in shared tables (the integrity
+// check's runs): the host name and the process id.
+func instanceName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return fmt.Sprintf("%s:%d", host, os.Getpid())
 }
 
 func sweepLoop(ctx context.Context, store *model.Store, every time.Duration, log *slog.Logger, others ...model.BlobReferences) {

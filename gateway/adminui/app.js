@@ -98,6 +98,7 @@ function refresh() {
   loadRules();
   loadUsers();
   loadGroups();
+  loadIntegrity();
 }
 
 // Policies.
@@ -400,3 +401,35 @@ $('#member-form').addEventListener('submit', (ev) => {
 });
 
 start();
+
+// Integrity checks: the latest runs, and a run's damaged files on demand.
+
+async function loadIntegrity() {
+  try {
+    const r = await api('GET', '/api/v1/integrity-checks?limit=10');
+    $('#integrity-table tbody').replaceChildren(...r.checks.map((c) => {
+      let damaged = String(c.problems);
+      if (c.problems > 0) {
+        damaged = el('button', { type: 'button', className: 'danger' }, `${c.problems}: show`);
+        damaged.addEventListener('click', () => showDamaged(c.id));
+      }
+      const state = c.state === 'running' ? 'running' : `${c.state} ${c.finished_at ? new Date(c.finished_at).toLocaleString() : ''}`;
+      const tr = el('tr', {}, el('td', {}, new Date(c.started_at).toLocaleString()), el('td', {}, state),
+        el('td', {}, c.instance), el('td', {}, `${c.files} (${human(c.bytes)})`), el('td', {}, damaged));
+      tr.dataset.check = c.id;
+      return tr;
+    }));
+  } catch (e) {
+    say(e.message, true);
+  }
+}
+
+async function showDamaged(id) {
+  try {
+    const r = await api('GET', '/api/v1/integrity-checks/' + encodeURIComponent(id));
+    $('#integrity-damaged').replaceChildren(...r.damaged_files.map((f) =>
+      el('li', {}, `${f.path}: ${f.kind}` + (f.recorded ? ` (recorded ${f.recorded}, stored ${f.stored || 'nothing'})` : ''))));
+  } catch (e) {
+    say(e.message, true);
+  }
+}

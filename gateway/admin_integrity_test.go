@@ -1,0 +1,105 @@
+package gateway_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/filegate/filegate/gateway"
+	"github.com/filegate/filegate/model"
+	"github.com/filegate/filegate/model/dbtest"
+)
+
+// Admins see the scheduled integrity check's runs and the damaged files
+// they found through the admin API, and /metrics carries the last run's
+// figures for alerting; other users are refused. Every answer is checked
+// against openapi.json.
+func TestIntegrityChecksThroughTheAPI(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newAdmEnv(t, db)
+		e.user("alice", false)
+		ctx := context.Background()
+		oa := loadOpenAPI(t)
+		do := func(q admReq, status int) admResp {
+			t.Helper()
+			r := e.do(q)
+			if path, _, _ := strings.Cut(q.path, "?"); strings.HasPrefix(path, gateway.APIPrefix) {
+				oa.check(t, q.method, path, result{status: r.status, header: r.header, body: r.body})
+			}
+			if r.status != status {
+				t.Fatalf("%s %s: %d, want %d: %s", q.method, q.path, r.status, status, r.body)
+			}
+			return r
+		}
+		root := func(path string, status int) admResp {
+			t.Helper()
+			return do(admReq{method: http.MethodGet, path: path, key: e.rootKey}, status)
+		}
+		metric := func(name string) string {
+			t.Helper()
+			resp, err := http.Get(e.ts.URL + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(b)
+			if m == nil {
+				return ""
+			}
+			return string(m[1])
+		}
+
+		var none struct{ Checks []map[string]any }
+		if root("/api/v1/integrity-checks", 200).json(t, &none); none.Checks == nil || len(none.Checks) != 0 {
+			t.Fatalf("before any run: %+v", none)
+		}
+		if got := metric("filegate_integrity_check_running"); got != "0" || metric("filegate_integrity_check_last_damaged_files") != "" {
+			t.Fatalf("metrics before any run: running %q", got)
+		}
+
+		// Lose a.txt's bytes, then let a scheduled run find it.
+		if err := e.store.Blobs.Delete(ctx, e.aTxt.BlobKey); err != nil {
+			t.Fatal(err)
+		}
+		run, err := e.store.CheckOnce(ctx, model.ScheduledCheck{Every: time.Hour, Holder: "test"})
+		if err != nil || run == nil || run.Problems != 1 {
+			t.Fatalf("run %+v, %v", run, err)
+		}
+
+		var list struct {
+			Checks []struct {
+				ID, State, Instance    string
+				Files, Problems, Bytes int64
+			}
+		}
+		root("/api/v1/integrity-checks?limit=5", 200).json(t, &list)
+		if len(list.Checks) != 1 || list.Checks[0].ID != run.ID || list.Checks[0].State != "done" ||
+			list.Checks[0].Files != 2 || list.Checks[0].Problems != 1 || list.Checks[0].Instance != "test" {
+			t.Fatalf("list: %+v", list)
+		}
+		var detail struct {
+			ID           string
+			DamagedFiles []struct{ FileID, Path, Kind string } `json:"damaged_files"`
+		}
+		root("/api/v1/integrity-checks/"+run.ID, 200).json(t, &detail)
+		if len(detail.DamagedFiles) != 1 || detail.DamagedFiles[0].Path != "/reports/a.txt" || detail.DamagedFiles[0].Kind != "missing" {
+			t.Fatalf("detail: %+v", detail)
+		}
+		if got := metric("filegate_integrity_check_last_damaged_files"); got != "1" || metric("filegate_integrity_check_last_files") != "2" {
+			t.Fatalf("metrics after the run: damaged %q", got)
+		}
+
+		do(admReq{method: http.MethodGet, path: "/api/v1/integrity-checks", basic: "alice"}, http.StatusForbidden)
+		do(admReq{method: http.MethodGet, path: "/api/v1/integrity-checks/" + run.ID, basic: "alice"}, http.StatusForbidden)
+		do(admReq{method: http.MethodGet, path: "/api/v1/integrity-checks"}, http.StatusUnauthorized)
+		root("/api/v1/integrity-checks/nope", http.StatusNotFound)
+		root("/api/v1/integrity-checks?limit=0", http.StatusBadRequest)
+	})
+}
