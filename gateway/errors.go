@@ -32,6 +32,7 @@ var statusOf = []struct {
 	{model.ErrQuota, http.StatusInsufficientStorage, "quota_exceeded", "The write would exceed your storage quota."},
 	{model.ErrNoSpace, http.StatusInsufficientStorage, "insufficient_storage", "There is not enough storage space."},
 	{model.ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large", "The request body is too large."},
+	{model.ErrCorrupt, http.StatusInternalServerError, "damaged", "The file's stored bytes are damaged; an administrator must restore them."},
 	{context.Canceled, 499, "canceled", "The request was canceled."},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "timeout", "The request timed out; retry later."},
 	// The body stopped arriving for Config.BodyIdleTimeout.

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/filegate/filegate/model/blob"
 )
 
@@ -180,9 +182,33 @@ func (c *checker) pages(ctx context.Context, under, after string, files chan<- c
 	// that page has been judged once the next is handed out, since the
 	// workers (at most a page of them) take files in order.
 	fed := after
+	err := scanBlobRows(ctx, c.s.Repo.db, under, after, func(page []checkedFile) error {
+		for _, f := range page {
+			select {
+			case files <- f:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if c.o.Progress != nil && fed != "" {
+			c.o.Progress(fed, c.report(start))
+		}
+		fed = page[len(page)-1].ID
+		return nil
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// scanBlobRows calls fn with every file row that has bytes, in id order
+// from after on, a page at a time; under, when set, limits the rows to
+// that folder's subtree.
+func scanBlobRows(ctx context.Context, db bun.IDB, under, after string, fn func(page []checkedFile) error) error {
 	for {
 		var page []checkedFile
-		q := c.s.Repo.db.NewSelect().Table("nodes").
+		q := db.NewSelect().Table("nodes").
 			Column("id", "path", "blob_key", "size", "sha256", "archived_at").
 			Where("is_dir = ?", false).Where("blob_key <> ''").Where("id > ?", after).
 			OrderExpr("id").Limit(int64(checkPage))
@@ -191,26 +217,18 @@ func (c *checker) pages(ctx context.Context, under, after string, files chan<- c
 			q = q.Where("substr(path, 1, ?) = ?", len(under)+1, under+"/")
 		}
 		if err := q.Scan(ctx, &page); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			return dbErr(err)
 		}
-		for _, f := range page {
-			select {
-			case files <- f:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := fn(page); err != nil {
+			return err
 		}
 		if len(page) < checkPage {
 			return nil
 		}
-		if c.o.Progress != nil && fed != "" {
-			c.o.Progress(fed, c.report(start))
-		}
-		fed = page[len(page)-1].ID
-		after = fed
+		after = page[len(page)-1].ID
 	}
 }
 

@@ -37,4 +37,7 @@ var (
 	// ErrLocked means a WebDAV lock protects the resource and the writer
 	// holds no token for it (the files API has no way to submit one).
 	ErrLocked = errors.New("locked")
+	// ErrCorrupt means a file's stored bytes do not match the size or
+	// SHA-256 recorded when they were written.
+	ErrCorrupt = errors.New("stored bytes do not match their record")
 )

@@ -51,3 +51,11 @@ func SetCheckPage(t testing.TB, n int) {
 func (r *Repo) SaveIntegrityRun(ctx context.Context, run *IntegrityRun, leaseUntil time.Time) error {
 	return r.saveIntegrityRun(ctx, run, leaseUntil)
 }
+
+// WithSnapshotHooks returns o with before run before each database
+// snapshot of Backup, and after between it and the copy of what it
+// refers to.
+func WithSnapshotHooks(o BackupOptions, before, after func()) BackupOptions {
+	o.beforeSnapshot, o.afterSnapshot = before, after
+	return o
+}

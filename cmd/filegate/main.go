@@ -31,6 +31,7 @@ Usage:
   filegate apikey create USER [--label L] | revoke KEY_ID
   filegate audit verify                       check the audit trail's hash chain
   filegate check [--quick] [--max-rate 50MB]  read back every file and compare it with its recorded size and SHA-256
+  filegate backup DIR                         consistent copy of a SQLite store (database and verified bytes) into DIR
   filegate upload FILE... --to URL/FOLDER     resumable upload through the tus door
   filegate version
 
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return auditCmd(ctx, rest, stdout, stderr)
 	case "check":
 		return checkCmd(ctx, rest, stdout, stderr)
+	case "backup":
+		return backupCmd(ctx, rest, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)

@@ -1,0 +1,269 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/filegate/filegate/model/blob"
+	"github.com/filegate/filegate/model/blob/localblob"
+)
+
+// BackupReport sums up a Backup.
+type BackupReport struct {
+	// Files is how many files (live and archived) the backup holds.
+	Files int64
+	// Copied and Bytes count the blobs copied by this run; Kept those an
+	// earlier run to the same folder had copied already.
+	Copied, Bytes, Kept int64
+	// Removed counts blobs of an earlier run that no file of this one
+	// needs any more (files deleted or replaced since).
+	Removed int64
+	// Snapshots is how many database snapshots were taken: more than one
+	// when files changed while the backup was copying their bytes.
+	Snapshots int
+	Elapsed   time.Duration
+}
+
+// BackupDatabase is the name of the database snapshot in a backup folder,
+// the name serve looks for in a data folder.
+const BackupDatabase = "filegate.db"
+
+// maxSnapshots bounds how often Backup retakes its snapshot when files
+// keep changing under it.
+const maxSnapshots = 5
+
+// errSnapshotStale means a blob the snapshot needs was deleted from the
+// store after the snapshot was taken: its file changed meanwhile.
+var errSnapshotStale = errors.New("the snapshot refers to bytes deleted since")
+
+// Backup writes a consistent copy of a SQLite-backed store into dir, laid
+// out as a data folder: dir/filegate.db, a snapshot of the whole database,
+// and dir/blobs, the bytes of every file in it (live and archived), each
+// verified against its recorded SHA-256 as it is copied. `filegate serve
+// --data dir` serves the backup as it is. Running it again on the same
+// folder copies only new blobs and removes those no file needs any more;
+// until the new snapshot is complete the folder keeps the previous one,
+// so an interrupted run leaves a usable backup behind.
+//
+// It works on a live store. Blobs are copied first, then the database is
+// snapshotted, then the blobs written meanwhile are copied; a file that
+// changed after the snapshot (its old blob already deleted) makes it take
+// the snapshot again. Unfinished tus uploads are not backed up.
+//
+// It returns ErrInvalid on PostgreSQL (use pg_dump and the bucket's own
+// replication), ErrConflict when files kept changing through every
+// snapshot, ErrCorrupt-wrapped errors naming files whose stored bytes do
+// not match their record, ErrUnavailable, ErrNoSpace, and ctx's error.
+func (s *Store) Backup(ctx context.Context, dir string, o BackupOptions) (BackupReport, error) {
+	start := time.Now()
+	var rep BackupReport
+	if IsPostgres(s.Repo.db) {
+		return rep, fmt.Errorf("%w: backup copies a SQLite database; back up PostgreSQL with pg_dump and the bucket with its replication or versioning", ErrInvalid)
+	}
+	dst, err := localblob.New(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return rep, BlobErr(err)
+	}
+	b := &backup{s: s, dst: dst, rep: &rep}
+	// Pass one copies what the live database refers to, so that the
+	// snapshot, taken after, finds nearly everything in place.
+	if err := b.copyAll(ctx, s.Repo.db, false); err != nil {
+		return rep, err
+	}
+	next := filepath.Join(dir, BackupDatabase+".new")
+	for {
+		rep.Snapshots++
+		if o.beforeSnapshot != nil {
+			o.beforeSnapshot()
+		}
+		if err := snapshot(ctx, s.Repo.db, next); err != nil {
+			return rep, err
+		}
+		if o.afterSnapshot != nil {
+			o.afterSnapshot()
+		}
+		err := b.fromSnapshot(ctx, next)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errSnapshotStale) {
+			os.Remove(next)
+			return rep, err
+		}
+		if rep.Snapshots == maxSnapshots {
+			os.Remove(next)
+			return rep, fmt.Errorf("%w: files kept changing through %d snapshots; try again when the store is quieter", ErrConflict, maxSnapshots)
+		}
+	}
+	if err := os.Rename(next, filepath.Join(dir, BackupDatabase)); err != nil {
+		return rep, err
+	}
+	if err := syncFolder(dir); err != nil {
+		return rep, err
+	}
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}
+
+// BackupOptions tunes Backup; the zero value is the usual backup.
+type BackupOptions struct {
+	// beforeSnapshot and afterSnapshot, for tests, run before each
+	// database snapshot and between it and the copy of what it refers to.
+	beforeSnapshot, afterSnapshot func()
+}
+
+type backup struct {
+	s      *Store
+	dst    *localblob.Store
+	rep    *BackupReport
+	copied map[string]bool // keys in the backup, checked or copied this run
+}
+
+// fromSnapshot completes the backup for the snapshot at path: every blob
+// it refers to is copied, and blobs it does not are removed from the
+// backup. It returns errSnapshotStale when one of those blobs is gone
+// from the store.
+func (b *backup) fromSnapshot(ctx context.Context, path string) error {
+	snap, err := OpenDB(ctx, DBOptions{URL: "sqlite://" + path})
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	b.rep.Files = 0
+	if err := b.copyAll(ctx, snap, true); err != nil {
+		return err
+	}
+	needed := make(map[string]bool)
+	err = scanBlobRows(ctx, snap, "", "", func(page []checkedFile) error {
+		for _, f := range page {
+			needed[f.BlobKey] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var unneeded []string
+	err = b.dst.Walk(ctx, func(key string, _ blob.Info) error {
+		if !needed[key] {
+			unneeded = append(unneeded, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return BlobErr(err)
+	}
+	for _, key := range unneeded {
+		if err := b.dst.Delete(ctx, key); err != nil {
+			return BlobErr(err)
+		}
+		b.rep.Removed++
+	}
+	return nil
+}
+
+// copyAll copies into the backup every blob db's rows refer to. With
+// strict, a blob missing from the store means the rows are out of date
+// (errSnapshotStale); without, such a file changed while being copied and
+// the snapshot pass will see its new blob.
+func (b *backup) copyAll(ctx context.Context, db bun.IDB, strict bool) error {
+	if b.copied == nil {
+		b.copied = make(map[string]bool)
+	}
+	return scanBlobRows(ctx, db, "", "", func(page []checkedFile) error {
+		for _, f := range page {
+			if strict {
+				b.rep.Files++
+			}
+			if b.copied[f.BlobKey] {
+				continue
+			}
+			err := b.copyOne(ctx, f)
+			switch {
+			case errors.Is(err, blob.ErrNotFound) && strict:
+				return errSnapshotStale
+			case errors.Is(err, blob.ErrNotFound):
+				continue
+			case err != nil:
+				return err
+			}
+			b.copied[f.BlobKey] = true
+		}
+		return nil
+	})
+}
+
+// copyOne puts one file's blob into the backup, unless an earlier run
+// left it there whole (blobs never change under a key), and checks the
+// bytes against the file's record.
+func (b *backup) copyOne(ctx context.Context, f checkedFile) error {
+	if info, err := b.dst.Stat(ctx, f.BlobKey); err == nil && info.Size == f.Size && (f.SHA256 == "" || info.SHA256 == f.SHA256) {
+		b.rep.Kept++
+		return nil
+	}
+	r, err := b.s.Blobs.Open(ctx, f.BlobKey)
+	if err != nil {
+		if errors.Is(err, blob.ErrNotFound) {
+			return err
+		}
+		return BlobErr(err)
+	}
+	defer r.Close()
+	// A blob half-copied by an interrupted run is replaced whole.
+	if err := b.dst.Delete(ctx, f.BlobKey); err != nil {
+		return BlobErr(err)
+	}
+	w, err := b.dst.Create(ctx, f.BlobKey)
+	if err != nil {
+		return BlobErr(err)
+	}
+	defer w.Abort()
+	n, err := blob.Copy(w, r)
+	if err != nil {
+		return BlobErr(err)
+	}
+	info, err := w.Commit(ctx)
+	if err != nil {
+		return BlobErr(err)
+	}
+	if n != f.Size || (f.SHA256 != "" && info.SHA256 != f.SHA256) {
+		b.dst.Delete(ctx, f.BlobKey)
+		return fmt.Errorf("%w: %s: the stored bytes (%d, SHA-256 %s) do not match the record (%d, %s); run filegate check",
+			ErrCorrupt, f.Path, n, info.SHA256, f.Size, f.SHA256)
+	}
+	b.rep.Copied++
+	b.rep.Bytes += n
+	return nil
+}
+
+// snapshot writes a consistent copy of the SQLite database to path
+// (replacing an older one there) and makes it durable.
+func snapshot(ctx context.Context, db *bun.DB, path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, "VACUUM INTO ?", path); err != nil {
+		return dbErr(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func syncFolder(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
