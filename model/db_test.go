@@ -49,6 +49,12 @@ func TestSQLiteCommitsAreDurable(t *testing.T) {
 			if err := conn.QueryRowContext(ctx, "PRAGMA temp_store").Scan(&temp); err != nil || temp != 2 {
 				t.Errorf("temp_store %d (%v), want 2 (MEMORY)", temp, err)
 			}
+			// No mmap, which every write elsewhere makes readers unmap
+			// (see openSQLite).
+			var mmap int64
+			if err := conn.QueryRowContext(ctx, "PRAGMA mmap_size").Scan(&mmap); err != nil || mmap != 0 {
+				t.Errorf("mmap_size %d (%v), want 0", mmap, err)
+			}
 		})
 	}
 	wg.Wait()
