@@ -15,7 +15,6 @@ import (
 const (
 	IntegrityRunning = "running"
 	IntegrityDone    = "done"
-	IntegrityFailed  = "failed"
 )
 
 // IntegrityRun is one run of the scheduled integrity check. Runs live in
@@ -35,11 +34,13 @@ type IntegrityRun struct {
 	ResumeAfter  string `bun:"resume_after" json:"-"`
 	// Files and Bytes count what was checked (a resumed run may count a
 	// few hundred files twice); Problems the damaged files found.
-	Files    int64  `bun:"files" json:"files"`
-	Bytes    int64  `bun:"bytes" json:"bytes"`
-	Problems int64  `bun:"problems" json:"problems"`
-	Changed  int64  `bun:"changed" json:"changed"`
-	Error    string `bun:"error" json:"error,omitempty"`
+	Files    int64 `bun:"files" json:"files"`
+	Bytes    int64 `bun:"bytes" json:"bytes"`
+	Problems int64 `bun:"problems" json:"problems"`
+	Changed  int64 `bun:"changed" json:"changed"`
+	// Error says why a running check last paused ("unavailable",
+	// "stopped"); empty once it is done.
+	Error string `bun:"error" json:"error,omitempty"`
 }
 
 // IntegrityProblem is a damaged file a run found.
@@ -303,6 +304,9 @@ func (s *Store) CheckOnce(ctx context.Context, sc ScheduledCheck) (*IntegrityRun
 		if !errors.Is(err, ErrConflict) {
 			// Hand the run on at once: this instance, or another, resumes
 			// it from the last saved point at its next look.
+			mu.Lock()
+			run.Error = pauseReason(err)
+			mu.Unlock()
 			if serr := save(end, time.UnixMilli(0)); serr != nil {
 				log.Warn("integrity check: saving progress", "err", serr)
 			}
@@ -312,7 +316,7 @@ func (s *Store) CheckOnce(ctx context.Context, sc ScheduledCheck) (*IntegrityRun
 	}
 	mu.Lock()
 	run.Files, run.Bytes, run.Changed = base.Files+rep.Files, base.Bytes+rep.Bytes, base.Changed+rep.Changed
-	run.ResumeAfter = ""
+	run.ResumeAfter, run.Error = "", ""
 	run.State = IntegrityDone
 	fin := sc.Now().UTC().Truncate(time.Microsecond)
 	run.FinishedAt = &fin
@@ -326,4 +330,16 @@ func (s *Store) CheckOnce(ctx context.Context, sc ScheduledCheck) (*IntegrityRun
 	}
 	log.Info("integrity check finished", "files", run.Files, "bytes", run.Bytes, "problems", run.Problems, "changed", run.Changed)
 	return run, nil
+}
+
+// pauseReason is the code a paused run keeps in its error column: the
+// admin API shows it, so it names the cause, not the error's text.
+func pauseReason(err error) string {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "stopped"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	}
+	return "interrupted"
 }

@@ -189,7 +189,7 @@ func TestScheduledCheckHandsOnAtShutdown(t *testing.T) {
 		t.Fatalf("cut-off run %+v, %v", run, err)
 	}
 	next, err := s.Repo.ClaimIntegrityRun(context.Background(), "b", time.Hour, time.Minute, time.Now())
-	if err != nil || next == nil || next.ID != run.ID || next.ResumeAfter == "" || next.State != model.IntegrityRunning {
+	if err != nil || next == nil || next.ID != run.ID || next.ResumeAfter == "" || next.State != model.IntegrityRunning || next.Error != "stopped" {
 		t.Fatalf("after the shutdown another instance got %+v, %v; want the same run, with its progress", next, err)
 	}
 }
