@@ -13,6 +13,8 @@ import (
 
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/blob/localblob"
+	"github.com/filegate/filegate/model/blob/s3blob"
+	"github.com/filegate/filegate/model/blob/s3test"
 	"github.com/filegate/filegate/model/dbtest"
 )
 
@@ -191,5 +193,44 @@ func TestScheduledCheckHandsOnAtShutdown(t *testing.T) {
 	next, err := s.Repo.ClaimIntegrityRun(context.Background(), "b", time.Hour, time.Minute, time.Now())
 	if err != nil || next == nil || next.ID != run.ID || next.ResumeAfter == "" || next.State != model.IntegrityRunning || next.Error != "stopped" {
 		t.Fatalf("after the shutdown another instance got %+v, %v; want the same run, with its progress", next, err)
+	}
+}
+
+// A blob store that goes down says nothing about the bytes in it: the
+// run pauses with "unavailable" and no finding, and once the store is
+// back the next look resumes it and finds every file whole.
+func TestScheduledCheckPausesWhileTheStoreIsDown(t *testing.T) {
+	srv := s3test.StartT(t)
+	s3test.SetEnv(t)
+	blobs, err := s3blob.New(context.Background(), s3blob.Config{
+		Bucket: srv.NewBucket(t), Prefix: "fg", Endpoint: srv.Endpoint, Region: s3test.Region, PathStyle: true,
+		MaxAttempts: 2, MaxBackoff: 20 * time.Millisecond, DialTimeout: time.Second, ReadTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := model.NewStore(model.NewRepo(dbtest.Open(t, dbtest.SQLite)), blobs, nil)
+	for i := range 5 {
+		putFile(t, s, fmt.Sprintf("/f%d", i), pattern(2000, byte(i)))
+	}
+	sc := model.ScheduledCheck{Every: time.Hour, Holder: "a"}
+
+	srv.Stop()
+	run, err := s.CheckOnce(context.Background(), sc)
+	if !errors.Is(err, model.ErrUnavailable) || run == nil {
+		t.Fatalf("run with the store down: %+v, %v", run, err)
+	}
+	stored, probs, err := s.Repo.IntegrityRunByID(context.Background(), run.ID, 10)
+	if err != nil || stored.State != model.IntegrityRunning || stored.Error != "unavailable" || len(probs) != 0 {
+		t.Fatalf("paused run %+v, problems %+v, %v", stored, probs, err)
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.CheckOnce(context.Background(), sc)
+	if err != nil || again == nil || again.ID != run.ID || again.State != model.IntegrityDone || again.Files != 5 ||
+		again.Problems != 0 || again.Error != "" {
+		t.Fatalf("resumed run %+v, %v", again, err)
 	}
 }
