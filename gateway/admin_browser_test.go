@@ -129,6 +129,18 @@ func TestAdminPageInBrowser(t *testing.T) {
 	if got := text(`#integrity-damaged`); !strings.Contains(got, "/other/b.txt: missing") {
 		t.Errorf("the damaged files shown: %q", got)
 	}
+	do("ask for a check now",
+		chromedp.Click(css(`#integrity-start`)),
+		statusChanged(""),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll('#integrity-table tr[data-check]').length === 2`,
+			chromedp.WithPollingTimeout(30*time.Second)),
+	)
+	if got := text(`#status`); !strings.Contains(got, "Integrity check requested") {
+		t.Errorf("status after Check now: %q", got)
+	}
+	if runs, err := e.repo.IntegrityRuns(context.Background(), 10); err != nil || len(runs) != 2 || runs[0].State != model.IntegrityRunning {
+		t.Errorf("runs after Check now: %+v, %v", runs, err)
+	}
 
 	do("preview the grant",
 		chromedp.SendKeys(css(`#f1`), "group:staff"),

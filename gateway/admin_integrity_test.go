@@ -96,6 +96,42 @@ func TestIntegrityChecksThroughTheAPI(t *testing.T) {
 			t.Fatalf("metrics after the run: damaged %q", got)
 		}
 
+		// Check now: 202 with a run no instance holds yet; a second
+		// request while it is under way gets 409 and that run; both the
+		// start and the refusals are audited.
+		var started struct{ ID, State string }
+		do(admReq{method: http.MethodPost, path: "/api/v1/integrity-checks", key: e.rootKey}, http.StatusAccepted).json(t, &started)
+		if started.ID == "" || started.ID == run.ID || started.State != "running" {
+			t.Fatalf("started %+v", started)
+		}
+		var busy struct {
+			Error struct {
+				Code  string
+				Check struct{ ID string }
+			}
+		}
+		do(admReq{method: http.MethodPost, path: "/api/v1/integrity-checks", key: e.rootKey}, http.StatusConflict).json(t, &busy)
+		if busy.Error.Code != "check_running" || busy.Error.Check.ID != started.ID {
+			t.Fatalf("second start: %+v", busy)
+		}
+		do(admReq{method: http.MethodPost, path: "/api/v1/integrity-checks", basic: "alice"}, http.StatusForbidden)
+		audited := false
+		for _, row := range e.auditRows() {
+			if row.Action == "integrity.check" && row.Object == started.ID && row.Decision == model.AuditAllow {
+				audited = true
+			}
+		}
+		if !audited {
+			t.Fatal("no audit row for the started check")
+		}
+		if got := metric("filegate_integrity_check_running"); got != "1" {
+			t.Fatalf("running metric %q after the start", got)
+		}
+		picked, err := e.store.CheckOnce(ctx, model.ScheduledCheck{Every: time.Hour, Holder: "test"})
+		if err != nil || picked == nil || picked.ID != started.ID || picked.State != model.IntegrityDone {
+			t.Fatalf("the started check was not taken up: %+v, %v", picked, err)
+		}
+
 		do(admReq{method: http.MethodGet, path: "/api/v1/integrity-checks", basic: "alice"}, http.StatusForbidden)
 		do(admReq{method: http.MethodGet, path: "/api/v1/integrity-checks/" + run.ID, basic: "alice"}, http.StatusForbidden)
 		do(admReq{method: http.MethodGet, path: "/api/v1/integrity-checks"}, http.StatusUnauthorized)

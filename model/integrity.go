@@ -106,6 +106,26 @@ func (r *Repo) ClaimIntegrityRun(ctx context.Context, holder string, every, leas
 	return run, nil
 }
 
+// RequestIntegrityRun starts a run now rather than when the schedule
+// says: it adds a running run that no instance holds, which the next
+// instance to look (within a minute, on any instance whose scheduled
+// check is on) takes over. When a run is already under way it returns
+// that run and ErrExists. It returns ErrUnavailable.
+func (r *Repo) RequestIntegrityRun(ctx context.Context, now time.Time) (*IntegrityRun, error) {
+	run := &IntegrityRun{ID: NewID(), StartedAt: now.UTC().Truncate(time.Microsecond), State: IntegrityRunning}
+	if _, err := r.db.NewInsert().Model(run).Exec(ctx); err != nil {
+		if !isUniqueViolation(err) {
+			return nil, dbErr(err)
+		}
+		running := new(IntegrityRun)
+		if err := r.db.NewSelect().Model(running).Where("state = ?", IntegrityRunning).Scan(ctx); err != nil {
+			return nil, dbErr(err)
+		}
+		return running, fmt.Errorf("%w: integrity check %s is under way", ErrExists, running.ID)
+	}
+	return run, nil
+}
+
 func rowsAffected(res interface{ RowsAffected() (int64, error) }, err error) (int64, error) {
 	if err != nil {
 		return 0, err

@@ -234,3 +234,34 @@ func TestScheduledCheckPausesWhileTheStoreIsDown(t *testing.T) {
 		t.Fatalf("resumed run %+v, %v", again, err)
 	}
 }
+
+// An admin's request starts a run now: the next instance to look takes it
+// up though no run is due, and a second request while it is under way
+// gets that run and ErrExists.
+func TestRequestedIntegrityRun(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		s := localStore(t, db)
+		putFile(t, s, "/a", []byte("a"))
+		putFile(t, s, "/b", []byte("b"))
+		sc := model.ScheduledCheck{Every: time.Hour, Holder: "a"}
+		if first, err := s.CheckOnce(ctx, sc); err != nil || first == nil {
+			t.Fatalf("first run: %+v, %v", first, err)
+		}
+		if none, err := s.CheckOnce(ctx, sc); none != nil || err != nil {
+			t.Fatalf("a run before it was due: %+v, %v", none, err)
+		}
+		req, err := s.Repo.RequestIntegrityRun(ctx, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dup, err := s.Repo.RequestIntegrityRun(ctx, time.Now())
+		if !errors.Is(err, model.ErrExists) || dup == nil || dup.ID != req.ID {
+			t.Fatalf("second request: %+v, %v", dup, err)
+		}
+		run, err := s.CheckOnce(ctx, sc)
+		if err != nil || run == nil || run.ID != req.ID || run.State != model.IntegrityDone || run.Files != 2 || run.Holder != "a" {
+			t.Fatalf("requested run: %+v, %v", run, err)
+		}
+	})
+}

@@ -433,3 +433,13 @@ async function showDamaged(id) {
     say(e.message, true);
   }
 }
+
+$('#integrity-start').addEventListener('click', async () => {
+  try {
+    await api('POST', '/api/v1/integrity-checks');
+    say('Integrity check requested: a server takes it up within a minute.');
+  } catch (e) {
+    say(e.message, true);
+  }
+  loadIntegrity();
+});
