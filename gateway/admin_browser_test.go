@@ -141,6 +141,11 @@ func TestAdminPageInBrowser(t *testing.T) {
 	if runs, err := e.repo.IntegrityRuns(context.Background(), 10); err != nil || len(runs) != 2 || runs[0].State != model.IntegrityRunning {
 		t.Errorf("runs after Check now: %+v, %v", runs, err)
 	}
+	do("verify the audit trail",
+		chromedp.Click(css(`#audit-verify`)),
+		chromedp.Poll[chromedp.Void](`document.querySelector('#audit-result').textContent.startsWith('Intact')`,
+			chromedp.WithPollingTimeout(30*time.Second)),
+	)
 
 	do("preview the grant",
 		chromedp.SendKeys(css(`#f1`), "group:staff"),

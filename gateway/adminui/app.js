@@ -413,7 +413,9 @@ async function loadIntegrity() {
         damaged = el('button', { type: 'button', className: 'danger' }, `${c.problems}: show`);
         damaged.addEventListener('click', () => showDamaged(c.id));
       }
-      const state = c.state === 'running' ? 'running' : `${c.state} ${c.finished_at ? new Date(c.finished_at).toLocaleString() : ''}`;
+      let state = `${c.state} ${c.finished_at ? new Date(c.finished_at).toLocaleString() : ''}`;
+      if (c.state === 'running') state = c.instance ? 'running' : 'waiting for a server to take it up';
+      if (c.error) state += ` (paused: ${c.error})`;
       const tr = el('tr', {}, el('td', {}, new Date(c.started_at).toLocaleString()), el('td', {}, state),
         el('td', {}, c.instance), el('td', {}, `${c.files} (${human(c.bytes)})`), el('td', {}, damaged));
       tr.dataset.check = c.id;
@@ -442,4 +444,19 @@ $('#integrity-start').addEventListener('click', async () => {
     say(e.message, true);
   }
   loadIntegrity();
+});
+
+$('#audit-verify').addEventListener('click', async () => {
+  const out = $('#audit-result');
+  out.textContent = 'Verifying…';
+  try {
+    const v = await api('GET', '/api/v1/audit/verify');
+    out.className = v.ok ? 'allowed' : 'denied';
+    out.textContent = v.ok
+      ? `Intact: ${v.rows} rows; head ${v.head_seq} ${v.head_hash}. Keep the head hash elsewhere to detect a rewrite of the whole tail.`
+      : `TAMPERED${v.bad_seq ? ' at row ' + v.bad_seq : ''}: ${v.problem} (${v.rows} rows verified before it).`;
+  } catch (e) {
+    out.textContent = '';
+    say(e.message, true);
+  }
 });
