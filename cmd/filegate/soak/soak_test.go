@@ -166,8 +166,8 @@ func runSoak(t *testing.T, p plan, be backend) {
 		be.label, n.ops.Load(), n.requests.Load(), n.answered.Load(), n.connErrors.Load(), n.retries.Load(), n.unavail.Load(),
 		n.locked.Load(), n.status5xx.Load(), n.tusResumed.Load(), n.tusStuck.Load(), n.stale403.Load(), n.spurious401.Load(), n.spurious499.Load(), n.interrupted.Load(), float64(n.bytesUp.Load())/(1<<20), float64(n.bytesDown.Load())/(1<<20))
 	t.Logf("RELIABILITY %s bytes: %d files checked at the end, %d sha256 mismatches; %d rows with content, %d blobs; "+
-		"rows without blob %d, blobs whose sha256 differs from the row %d",
-		be.label, files, n.mismatches.Load(), blobs.rows, blobs.blobs, blobs.rowsNoBlob, blobs.blobSumDiffers)
+		"rows without blob %d, blobs whose sha256 differs from the row %d, files the integrity check found damaged reading every byte %d",
+		be.label, files, n.mismatches.Load(), blobs.rows, blobs.blobs, blobs.rowsNoBlob, blobs.blobSumDiffers, blobs.damaged)
 	t.Logf("RELIABILITY %s orphans: before the sweep %d committed blobs without a row and %s uncommitted writer files (left by kills); "+
 		"SweepOrphans removed %d; after it %d blobs without a row; %s partial uploads of %d unfinished tus sessions (%d without a session row)",
 		be.label, blobs.orphansBefore, na(blobs.tmpLeftovers), blobs.swept, blobs.orphansAfter, na(blobs.partials), blobs.openSessions, blobs.partialNoRow)
