@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"testing"
@@ -298,5 +299,62 @@ func TestCheckStopsWithItsContext(t *testing.T) {
 	cancel()
 	if _, err := s.Check(ctx, model.CheckOptions{}, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled check: %v", err)
+	}
+}
+
+// With VerifyReads, a whole-file read whose bytes no longer hash to the
+// recorded SHA-256 fails with ErrCorrupt and never hands over its last
+// bytes; intact files and ranges read as ever.
+func TestVerifiedReadsWithholdDamagedEnds(t *testing.T) {
+	s := localStore(t, dbtest.Open(t, dbtest.SQLite))
+	s.VerifyReads = true
+	ctx := context.Background()
+	body := pattern(3<<20+100, 4)
+	bad := putFile(t, s, "/bad.bin", body)
+	good := putFile(t, s, "/good.bin", body)
+	altered := bytes.Clone(body)
+	altered[1<<20] ^= 1
+	overwriteBlob(t, s, bad.BlobKey, altered)
+
+	readAll := func(n *model.Node, seekFirst bool) ([]byte, error) {
+		t.Helper()
+		r, err := s.Open(ctx, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if seekFirst { // as http.ServeContent learns the size
+			if _, err := r.Seek(0, io.SeekEnd); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Seek(0, io.SeekStart); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// 1 MiB reads, as a download's copy makes.
+		return io.ReadAll(io.LimitReader(struct{ io.Reader }{r}, n.Size))
+	}
+	for _, seek := range []bool{false, true} {
+		got, err := readAll(good, seek)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("intact file (seek %v): %d bytes, %v", seek, len(got), err)
+		}
+		got, err = readAll(bad, seek)
+		if !errors.Is(err, model.ErrCorrupt) || int64(len(got)) >= bad.Size {
+			t.Fatalf("damaged file (seek %v): %d of %d bytes, %v; want it cut short with ErrCorrupt", seek, len(got), bad.Size, err)
+		}
+	}
+	// A range is not checked: it reads what is stored.
+	r, err := s.Open(ctx, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Seek(1<<20, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, altered[1<<20:]) {
+		t.Fatalf("range: %d bytes, %v", len(got), err)
 	}
 }

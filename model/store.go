@@ -3,8 +3,11 @@ package model
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -21,7 +24,11 @@ import (
 type Store struct {
 	Repo  *Repo
 	Blobs blob.Store
-	log   *slog.Logger
+	// VerifyReads makes every read of a whole file check the bytes
+	// against the file's recorded SHA-256 before it hands over the last
+	// of them (see Open). It costs a SHA-256 per byte read.
+	VerifyReads bool
+	log         *slog.Logger
 }
 
 // NewStore joins a repository and a blob store.
@@ -238,14 +245,74 @@ func (s *Store) deleteBlob(ctx context.Context, key string) {
 	}
 }
 
-// Open returns a reader over a file's content. It returns ErrNotFound for
-// a folder or a missing blob.
+// Open returns a reader over a file's content. With VerifyReads, a read
+// of the whole file from its start hashes the bytes as they pass and,
+// if they do not hash to the recorded SHA-256, withholds the last read's
+// bytes and fails it with ErrCorrupt: a download then ends short, which
+// every client notices, instead of handing over altered bytes as if they
+// were whole. Ranges are not checked. It returns ErrNotFound for a folder
+// or a missing blob.
 func (s *Store) Open(ctx context.Context, n *Node) (blob.Reader, error) {
 	if n.IsDir || n.BlobKey == "" {
 		return nil, ErrNotFound
 	}
 	r, err := s.Blobs.Open(ctx, n.BlobKey)
-	return r, BlobErr(err)
+	if err != nil {
+		return nil, BlobErr(err)
+	}
+	if s.VerifyReads && n.SHA256 != "" {
+		return &verifyingReader{Reader: r, want: n.SHA256, h: sha256.New(), sequential: true,
+			damaged: func(got string) {
+				s.log.Error("a download's bytes do not match the file's record; it was cut short", "path", n.Path,
+					"file", n.ID, "blob", n.BlobKey, "recorded", n.SHA256, "stored", got)
+			}}, nil
+	}
+	return r, nil
+}
+
+// verifyingReader hashes a blob read from its first byte to its last in
+// order, and fails the read that reaches the end when the sum is not the
+// recorded one. Any other pattern (a seek elsewhere, ReadAt) is a range
+// and passes unchecked.
+type verifyingReader struct {
+	blob.Reader
+	want       string
+	h          hash.Hash
+	pos        int64 // where the next sequential Read starts
+	sequential bool
+	damaged    func(got string)
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	n, err := v.Reader.Read(p)
+	if !v.sequential {
+		return n, err
+	}
+	v.h.Write(p[:n])
+	v.pos += int64(n)
+	if v.pos == v.Size() {
+		v.sequential = false // checked once, whatever follows
+		if got := hex.EncodeToString(v.h.Sum(nil)); got != v.want {
+			v.damaged(got)
+			return 0, fmt.Errorf("%w: the stored bytes hash to %s", ErrCorrupt, got)
+		}
+	}
+	return n, err
+}
+
+// Seek keeps the check only for the seeks http.ServeContent makes to
+// learn the size (to the end, then back to the start).
+func (v *verifyingReader) Seek(off int64, whence int) (int64, error) {
+	at, err := v.Reader.Seek(off, whence)
+	if err == nil && at != v.pos && !(at == v.Size() && v.pos == 0) {
+		v.sequential = false
+	}
+	return at, err
+}
+
+func (v *verifyingReader) ReadAt(p []byte, off int64) (int, error) {
+	v.sequential = false
+	return v.Reader.ReadAt(p, off)
 }
 
 // Purge removes a node and its subtree for good, then their bytes.

@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"io/fs"
+	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -13,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/filegate/filegate/cmd/filegate/proctest"
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/blob/s3test"
 )
@@ -100,5 +106,85 @@ func TestScheduledCheckAcrossInstances(t *testing.T) {
 	logs := cl.nodes[0].Logs() + cl.nodes[1].Logs()
 	if !strings.Contains(logs, "do not match its record") || !strings.Contains(logs, "/chk/b.bin") {
 		t.Fatalf("the damage is not in the logs:\n%s", logs)
+	}
+}
+
+// With --verify-downloads, a WebDAV or API download of a file whose
+// stored bytes were altered ends short, which the client sees as an
+// error, and the server logs it; an intact file and a range of the
+// altered one download as ever.
+func TestVerifiedDownloadsAreCutShort(t *testing.T) {
+	in := proctest.Start(t, proctest.Options{Args: []string{"--verify-downloads"}})
+	get := func(path string, hdr ...string) (int, []byte, error) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", in.URL+path, nil)
+		req.SetBasicAuth("admin", adminPass)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	put := func(path string, body []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("PUT", in.URL+path, bytes.NewReader(body))
+		req.SetBasicAuth("admin", adminPass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Fatalf("PUT %s: %d", path, resp.StatusCode)
+		}
+	}
+	scan := randomBytes(6<<20+7, 3) // more than one 4 MiB write
+	note := []byte("small clinical note")
+	put("/dav/scan.dcm", scan)
+	put("/dav/note.txt", note)
+	put("/dav/intact.dcm", randomBytes(6<<20+7, 4))
+	// Flip one byte of each of the first two blobs, keeping their sizes.
+	for _, size := range []int{len(scan), len(note)} {
+		var file string
+		filepath.WalkDir(filepath.Join(in.Opts.Data, "blobs", "objects"), func(p string, d fs.DirEntry, err error) error {
+			if info, ierr := d.Info(); ierr == nil && !d.IsDir() && info.Size() == int64(size) && file == "" {
+				b, _ := os.ReadFile(p)
+				if bytes.Equal(b, scan) || bytes.Equal(b, note) {
+					file = p
+				}
+			}
+			return err
+		})
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0x01
+		if err := os.WriteFile(file, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		path string
+		size int
+	}{{"/dav/scan.dcm", len(scan)}, {"/dav/note.txt", len(note)}} {
+		status, b, err := get(c.path)
+		if status != 200 || err == nil || len(b) >= c.size {
+			t.Fatalf("GET %s of altered bytes: %d, %d of %d bytes, read error %v; want the body cut short", c.path, status, len(b), c.size, err)
+		}
+	}
+	if status, b, err := get("/dav/intact.dcm"); status != 200 || err != nil || len(b) != 6<<20+7 {
+		t.Fatalf("intact file: %d, %d bytes, %v", status, len(b), err)
+	}
+	if status, b, err := get("/dav/scan.dcm", "Range", "bytes=0-99"); status != 206 || err != nil || !bytes.Equal(b, scan[:100]) {
+		t.Fatalf("range of the altered file: %d, %d bytes, %v", status, len(b), err)
+	}
+	if logs := in.Logs(); !strings.Contains(logs, "do not match the file's record") || !strings.Contains(logs, "/scan.dcm") {
+		t.Fatalf("the cut download is not logged:\n%s", logs)
 	}
 }

@@ -89,6 +89,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	checkRate := fs.String("check-max-rate", envString("check-max-rate", "20MB"),
 		"most bytes per second the scheduled check reads, e.g. 20MB or 100MiB; none for no cap [FILEGATE_CHECK_MAX_RATE]")
 	checkWorkers := fs.Int("check-workers", int(envInt64("check-workers", 1)), "files the scheduled check reads at once [FILEGATE_CHECK_WORKERS]")
+	verifyDownloads := fs.Bool("verify-downloads", envBool("verify-downloads", false),
+		"check every whole-file download against the file's recorded SHA-256 and cut it short when the stored bytes differ; costs a SHA-256 per byte sent [FILEGATE_VERIFY_DOWNLOADS]")
 	readHeaderTimeout := fs.Duration("read-header-timeout", envDuration("read-header-timeout", gateway.DefaultReadHeaderTimeout),
 		"time a client gets to send a request's headers; slower connections are closed [FILEGATE_READ_HEADER_TIMEOUT]")
 	idleTimeout := fs.Duration("idle-timeout", envDuration("idle-timeout", gateway.DefaultIdleTimeout),
@@ -141,6 +143,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer o.Close()
+	o.store.VerifyReads = *verifyDownloads
 
 	if _, ok := o.store.Blobs.(interface {
 		PresignGet(context.Context, string, string, time.Duration) (string, error)
