@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/uptrace/bun"
 
@@ -213,8 +214,9 @@ func scanBlobRows(ctx context.Context, db bun.IDB, under, after string, fn func(
 			Where("is_dir = ?", false).Where("blob_key <> ''").Where("id > ?", after).
 			OrderExpr("id").Limit(int64(checkPage))
 		if under != "" {
-			// A byte prefix, not LIKE: paths may hold % and _.
-			q = q.Where("substr(path, 1, ?) = ?", len(under)+1, under+"/")
+			// A prefix, not LIKE: paths may hold % and _. substr counts
+			// characters on both databases, not bytes.
+			q = q.Where("substr(path, 1, ?) = ?", utf8.RuneCountInString(under)+1, under+"/")
 		}
 		if err := q.Scan(ctx, &page); err != nil {
 			return dbErr(err)

@@ -143,6 +143,7 @@ func TestCheckFindsDamagedFiles(t *testing.T) {
 			"/b/c/four.dcm":  pattern(70000, 4),
 			"/old/gone.pdf":  pattern(1000, 5),
 			"/a%_/five.json": []byte(`{"x":1}`),
+			"/Kardiologie-Ü/ecg.xml": []byte("<ecg/>"),
 		}
 		nodes := map[string]*model.Node{}
 		var total int64
@@ -211,6 +212,10 @@ func TestCheckFindsDamagedFiles(t *testing.T) {
 			rep, _ = check(t, s, model.CheckOptions{Under: "/a"})
 			if rep.Files != 2 {
 				t.Fatalf("under /a: %d files, want 2", rep.Files)
+			}
+			// Characters, not bytes: a folder name past ASCII.
+			if rep, _ = check(t, s, model.CheckOptions{Under: "/Kardiologie-Ü"}); rep.Files != 1 {
+				t.Fatalf("under /Kardiologie-Ü: %d files, want 1", rep.Files)
 			}
 			for _, bad := range []string{"/nope", "/a/two.bin", "/a/../b"} {
 				_, err := s.Check(ctx, model.CheckOptions{Under: bad}, nil)
