@@ -136,13 +136,13 @@ func TestCheckFindsDamagedFiles(t *testing.T) {
 		ctx := context.Background()
 		big := pattern(3<<20+17, 1) // several 1 MiB reads
 		files := map[string][]byte{
-			"/a/one.txt":     []byte("first file\n"),
-			"/a/two.bin":     big,
-			"/b/three.txt":   pattern(4096, 3),
-			"/b/empty":       {},
-			"/b/c/four.dcm":  pattern(70000, 4),
-			"/old/gone.pdf":  pattern(1000, 5),
-			"/a%_/five.json": []byte(`{"x":1}`),
+			"/a/one.txt":             []byte("first file\n"),
+			"/a/two.bin":             big,
+			"/b/three.txt":           pattern(4096, 3),
+			"/b/empty":               {},
+			"/b/c/four.dcm":          pattern(70000, 4),
+			"/old/gone.pdf":          pattern(1000, 5),
+			"/a%_/five.json":         []byte(`{"x":1}`),
 			"/Kardiologie-Ü/ecg.xml": []byte("<ecg/>"),
 		}
 		nodes := map[string]*model.Node{}
