@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,9 @@ func (s *Store) Backup(ctx context.Context, dir string, o BackupOptions) (Backup
 	if IsPostgres(s.Repo.db) {
 		return rep, fmt.Errorf("%w: backup copies a SQLite database; back up PostgreSQL with pg_dump and the bucket with its replication or versioning", ErrInvalid)
 	}
+	if err := s.backupElsewhere(ctx, dir); err != nil {
+		return rep, err
+	}
 	dst, err := localblob.New(filepath.Join(dir, "blobs"))
 	if err != nil {
 		return rep, BlobErr(err)
@@ -110,6 +114,33 @@ func (s *Store) Backup(ctx context.Context, dir string, o BackupOptions) (Backup
 	}
 	rep.Elapsed = time.Since(start)
 	return rep, nil
+}
+
+// backupElsewhere refuses a backup folder that is the data folder or
+// overlaps the blob folder: the snapshot would be renamed over the live
+// database, or the copies written among the blobs they copy.
+func (s *Store) backupElsewhere(ctx context.Context, dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("%w: backup folder: %v", ErrInvalid, err)
+	}
+	var dbFile string
+	if err := s.Repo.db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&dbFile); err != nil {
+		return dbErr(err)
+	}
+	if dbFile != "" && within(abs, filepath.Dir(dbFile)) && within(filepath.Dir(dbFile), abs) {
+		return fmt.Errorf("%w: the backup folder %s is the data folder; back up somewhere else", ErrInvalid, dir)
+	}
+	if lb, ok := s.Blobs.(interface{ Root() string }); ok && (within(abs, lb.Root()) || within(lb.Root(), abs)) {
+		return fmt.Errorf("%w: the backup folder %s overlaps the blob folder %s", ErrInvalid, dir, lb.Root())
+	}
+	return nil
+}
+
+// within reports whether path is folder or lies inside it.
+func within(path, folder string) bool {
+	rel, err := filepath.Rel(folder, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // BackupOptions tunes Backup; the zero value is the usual backup.

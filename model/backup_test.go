@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/filegate/filegate/migrations"
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/model/dbtest"
@@ -185,5 +187,37 @@ func TestBackupRefusesDamagedBytes(t *testing.T) {
 	}
 	if !bytes.Equal(content(t, b, "/ecg.xml"), pattern(4000, 1)) {
 		t.Fatal("the previous backup lost the good bytes")
+	}
+}
+
+// A backup into the data folder itself, or into or around the blob
+// folder, is refused before anything is written.
+func TestBackupRefusesTheDataFolder(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	db, err := model.OpenDB(ctx, model.DBOptions{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := migrations.Up(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := localblob.New(filepath.Join(data, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := model.NewStore(model.NewRepo(db), blobs, nil)
+	putFile(t, s, "/f.txt", []byte("f"))
+	for _, dir := range []string{data, data + "/", filepath.Join(data, "blobs"), filepath.Join(data, "blobs", "objects", "bk")} {
+		if _, err := s.Backup(ctx, dir, model.BackupOptions{}); !errors.Is(err, model.ErrInvalid) {
+			t.Fatalf("backup into %s: %v, want ErrInvalid", dir, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, model.BackupDatabase+".new")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused backup left a snapshot: %v", err)
+	}
+	if n := healthy(t, s); n != 1 {
+		t.Fatalf("the store holds %d files after the refusals", n)
 	}
 }
