@@ -93,7 +93,7 @@ func (ad *admin) getIntegrityCheck(w http.ResponseWriter, r *http.Request) {
 // row was edited, removed or reordered. It reads every row: seconds for
 // millions.
 func (ad *admin) verifyAudit(w http.ResponseWriter, r *http.Request) {
-	rep, err := model.NewAuditLog(ad.s.repo.DB()).Verify(r.Context())
+	rep, err := ad.audit.Verify(r.Context())
 	if err != nil {
 		ad.s.writeError(w, r, err)
 		return

@@ -78,7 +78,7 @@ func (s *Store) Backup(ctx context.Context, dir string, o BackupOptions) (Backup
 	b := &backup{s: s, dst: dst, rep: &rep}
 	// Pass one copies what the live database refers to, so that the
 	// snapshot, taken after, finds nearly everything in place.
-	if err := b.copyAll(ctx, s.Repo.db, false); err != nil {
+	if err := b.copyAll(ctx, s.Repo.db, nil); err != nil {
 		return rep, err
 	}
 	next := filepath.Join(dir, BackupDatabase+".new")
@@ -128,7 +128,7 @@ func (s *Store) backupElsewhere(ctx context.Context, dir string) error {
 	if err := s.Repo.db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&dbFile); err != nil {
 		return dbErr(err)
 	}
-	if dbFile != "" && within(abs, filepath.Dir(dbFile)) && within(filepath.Dir(dbFile), abs) {
+	if dbFile != "" && abs == filepath.Dir(dbFile) {
 		return fmt.Errorf("%w: the backup folder %s is the data folder; back up somewhere else", ErrInvalid, dir)
 	}
 	if lb, ok := s.Blobs.(interface{ Root() string }); ok && (within(abs, lb.Root()) || within(lb.Root(), abs)) {
@@ -170,17 +170,8 @@ func (b *backup) fromSnapshot(ctx context.Context, path string) error {
 	}
 	defer snap.Close()
 	b.rep.Files = 0
-	if err := b.copyAll(ctx, snap, true); err != nil {
-		return err
-	}
 	needed := make(map[string]bool)
-	err = scanBlobRows(ctx, snap, "", "", func(page []checkedFile) error {
-		for _, f := range page {
-			needed[f.BlobKey] = true
-		}
-		return nil
-	})
-	if err != nil {
+	if err := b.copyAll(ctx, snap, needed); err != nil {
 		return err
 	}
 	var unneeded []string
@@ -203,11 +194,13 @@ func (b *backup) fromSnapshot(ctx context.Context, path string) error {
 }
 
 // copyAll copies into the backup every blob db's rows refer to, a few at
-// a time (the copies' fsyncs and hashing then overlap). With strict, a
+// a time (the copies' fsyncs and hashing then overlap). With needed (db
+// is the snapshot) it records the keys there and counts the files, and a
 // blob missing from the store means the rows are out of date
 // (errSnapshotStale); without, such a file changed while being copied and
 // the snapshot pass will see its new blob.
-func (b *backup) copyAll(ctx context.Context, db bun.IDB, strict bool) error {
+func (b *backup) copyAll(ctx context.Context, db bun.IDB, needed map[string]bool) error {
+	strict := needed != nil
 	if b.copied == nil {
 		b.copied = make(map[string]bool)
 	}
@@ -221,6 +214,7 @@ func (b *backup) copyAll(ctx context.Context, db bun.IDB, strict bool) error {
 			b.mu.Lock()
 			if strict {
 				b.rep.Files++
+				needed[f.BlobKey] = true
 			}
 			done := b.copied[f.BlobKey]
 			b.mu.Unlock()

@@ -299,7 +299,7 @@ func (c *checker) judge(ctx context.Context, f checkedFile, buf []byte) (kind Ch
 			return "", "", "", ctx.Err()
 		}
 		if errors.Is(err, blob.ErrUnavailable) {
-			return "", "", "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+			return "", "", "", BlobErr(err)
 		}
 		return CheckUnreadable, wantSize, err.Error(), nil
 	}
@@ -325,7 +325,7 @@ func blobProblem(ctx context.Context, err error) (CheckKind, string, error) {
 	case errors.Is(err, blob.ErrNotFound):
 		return CheckMissing, "", nil
 	case errors.Is(err, blob.ErrUnavailable):
-		return "", "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return "", "", BlobErr(err)
 	}
 	return CheckUnreadable, err.Error(), nil
 }
