@@ -369,7 +369,7 @@ func TestS3Selection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.wantTarget(targetFGS3) || !c.wantTarget(targetSDK) || c.wantTarget("filegate/pg") {
+	if !c.wantTarget(targetFGS3) || !c.wantTarget(targetSDK) || !c.wantTarget(targetSDKProxied) || c.wantTarget("filegate/pg") {
 		t.Error("-targets s3 does not select exactly the S3 columns")
 	}
 	if !c.wantWorkload("s3big") || c.wantWorkload("s3small") || !c.wantWorkload("big") {
@@ -392,7 +392,7 @@ func TestSmokeKeepsS3Short(t *testing.T) {
 	if !c.wantWorkload("s3big") || c.wantWorkload("s3small") || c.wantWorkload("s3tusbig") || !c.wantWorkload("small") {
 		t.Error("smoke runs other S3 workloads than s3big, or drops a local one")
 	}
-	if !c.wantTarget(targetFGS3) || !c.wantTarget(targetSDK) || c.wantTarget(targetSDKFast) {
+	if !c.wantTarget(targetFGS3) || !c.wantTarget(targetSDK) || c.wantTarget(targetSDKFast) || c.wantTarget(targetSDKProxied) {
 		t.Error("smoke does not run exactly filegate/pg-s3 and raw-sdk")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,6 +149,7 @@ type response struct {
 	code   int
 	header http.Header
 	read   int64
+	ttfb   time.Duration // from sending the request to the first byte of the answer
 }
 
 // do runs r and fails unless the status is one of r.want. The response body
@@ -170,12 +172,15 @@ func (e *endpoint) do(ctx context.Context, r request) (response, error) {
 	for k, v := range r.header {
 		req.Header.Set(k, v)
 	}
+	var first time.Time
+	start := time.Now()
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: func() { first = time.Now() }}))
 	resp, err := e.client.Do(req)
 	if err != nil {
 		return response{}, err
 	}
 	defer resp.Body.Close()
-	out := response{code: resp.StatusCode, header: resp.Header}
+	out := response{code: resp.StatusCode, header: resp.Header, ttfb: first.Sub(start)}
 	ok := false
 	for _, w := range r.want {
 		ok = ok || w == resp.StatusCode

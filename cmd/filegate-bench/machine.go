@@ -187,6 +187,7 @@ const methodText = `- One Go client (cmd/filegate-bench) drives every target the
 - limit is a loopback server that discards bodies (tus-shaped for POST/PATCH) and serves GETs from RAM; disk is a create + write + fsync of the same bytes in the same folder, like ` + "`dd conv=fsync`" + `, with the same workers for small files.
 - Server peak RSS is VmHWM from /proc/PID/status after writing 5 to /proc/PID/clear_refs just before the transfer; for filegate/pg it is filegate's own process only.
 - PROPFIND asks for allprop with Depth: 1, as desktop clients do, on folders filled through the target's own PUTs; the first answer of each round must list every file.
+- The large-file round reads the file back three times in a row and reports the bytes over the time of all three, because one GET of 1 GiB lasts a fraction of a second here; its time to first byte is the first GET's, right after the upload, and includes what the server does before it sends (for filegate: authentication, the authorization decision and its audit row).
 - GETs from the limit are written from one RAM buffer (on transparent huge pages) in 4 MiB writes: the fastest way found to send a body over loopback here, faster than sendfile from tmpfs; a GET ratio slightly above 1 against the limit is noise, not a broken ceiling.
 - Latency percentiles are nearest-rank over all requests of a round; the table shows the median round.
 `

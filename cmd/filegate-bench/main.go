@@ -51,8 +51,8 @@ type config struct {
 // wantTarget says whether the run has target name; "s3" names every
 // column of the S3 section.
 func (c *config) wantTarget(name string) bool {
-	if c.smoke && c.targets == "" && name == targetSDKFast {
-		return false // the smoke check needs one SDK column, not both
+	if c.smoke && c.targets == "" && (name == targetSDKFast || name == targetSDKProxied) {
+		return false // the smoke check needs one SDK column, not three
 	}
 	return inList(c.targets, name) || (isS3Target(name) && inList(c.targets, sectionS3))
 }
@@ -120,7 +120,7 @@ func parseFlags(args []string, getenv func(string) string) (*config, error) {
 	fs.BoolVar(&c.smoke, "smoke", false, "tiny sizes and 1 round: checks that the harness works, measures nothing")
 	fs.IntVar(&c.roundsLarge, "rounds-large", 0, "rounds for large workloads (default 3; 1 with -short or -smoke)")
 	fs.IntVar(&c.roundsSmall, "rounds-small", 0, "rounds for small workloads (default 5; 2 with -short, 1 with -smoke)")
-	fs.StringVar(&c.targets, "targets", "", "comma list of targets (default all): filegate/sqlite,filegate/pg,x/net,rclone,tusd,limit,disk,filegate/pg-s3,raw-sdk,raw-sdk-tuned; s3 names the last three")
+	fs.StringVar(&c.targets, "targets", "", "comma list of targets (default all): filegate/sqlite,filegate/pg,x/net,rclone,tusd,limit,disk,filegate/pg-s3,raw-sdk,raw-sdk-tuned,raw-sdk-via-proxy; s3 names the last four")
 	fs.StringVar(&c.workloads, "workloads", "", "comma list of workloads (default all): big,small,list,meta,tusbig,tussmall,policy,s3big,s3tusbig,s3small; s3 names the last three, and big, tusbig and small include their s3 twins")
 	fs.BoolVar(&c.merge, "merge", false, "write only the S3 section into the existing <out>.md (between its markers) and replace only the S3 lines of <out>.jsonl; needs S3 targets only")
 	fs.StringVar(&c.out, "out", "", "report path without extension (default bench/results/latest; bench/work/short or bench/work/smoke with -short or -smoke, so quick runs never replace the committed results)")
@@ -189,6 +189,13 @@ func (h *harness) logf(format string, args ...any) {
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve-limit" {
 		if err := serveLimit(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "serve-s3-proxy" {
+		if err := serveS3Proxy(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -340,7 +347,7 @@ func removeStaleRuns(dir string) {
 // harnessOwned targets are part of the harness: their failure is a broken
 // harness, not a slow or unbuilt server.
 func harnessOwned(name string) bool {
-	return name == "limit" || name == "disk" || name == "x/net" || name == targetSDK || name == targetSDKFast
+	return name == "limit" || name == "disk" || name == "x/net" || name == targetSDK || name == targetSDKFast || name == targetSDKProxied
 }
 
 // runWorkload starts every target that has the workload's door, runs the
