@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"testing"
@@ -362,4 +363,55 @@ func TestVerifiedReadsWithholdDamagedEnds(t *testing.T) {
 	if err != nil || !bytes.Equal(got, altered[1<<20:]) {
 		t.Fatalf("range: %d bytes, %v", len(got), err)
 	}
+}
+
+// A download of a file whose stored bytes are gone or of another length
+// fails, at the open on the local folder or at the first read on S3
+// (which opens without asking), and is logged; it never yields bytes as
+// if they were the whole file. An intact file reads whole after them.
+func TestDownloadsOfDamagedBlobsFail(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *model.Store) {
+		var logged bytes.Buffer
+		s = model.NewStore(s.Repo, s.Blobs, slog.New(slog.NewTextHandler(&logged, nil)))
+		body := pattern(2<<20+33, 7)
+		gone := putFile(t, s, "/gone.bin", body)
+		short := putFile(t, s, "/short.bin", body)
+		long := putFile(t, s, "/long.bin", body)
+		whole := putFile(t, s, "/whole.bin", body)
+		if err := s.Blobs.Delete(context.Background(), gone.BlobKey); err != nil {
+			t.Fatal(err)
+		}
+		overwriteBlob(t, s, short.BlobKey, body[:len(body)-1])
+		overwriteBlob(t, s, long.BlobKey, append(bytes.Clone(body), 'x'))
+
+		for _, n := range []*model.Node{gone, short, long} {
+			r, err := s.Open(context.Background(), n)
+			if err == nil {
+				var got []byte
+				got, err = io.ReadAll(r)
+				r.Close()
+				if err == nil {
+					t.Errorf("%s: read %d bytes without an error", n.Path, len(got))
+					continue
+				}
+			}
+			if !errors.Is(err, model.ErrCorrupt) && !errors.Is(err, model.ErrNotFound) {
+				t.Errorf("%s: %v, want ErrCorrupt or ErrNotFound", n.Path, err)
+			}
+			if n != gone && !errors.Is(err, model.ErrCorrupt) {
+				t.Errorf("%s: %v, want ErrCorrupt for a blob of another size", n.Path, err)
+			}
+			if n != gone && !strings.Contains(logged.String(), n.Path) {
+				t.Errorf("%s: nothing logged for it:\n%s", n.Path, logged.String())
+			}
+		}
+		r, err := s.Open(context.Background(), whole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("intact file: %d bytes, %v", len(got), err)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/filegate/filegate/model/blob"
@@ -54,6 +55,8 @@ func BlobErr(err error) error {
 		return fmt.Errorf("%w: %v", ErrConflict, err)
 	case errors.Is(err, blob.ErrInvalidKey):
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	case errors.Is(err, blob.ErrSize):
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
 	}
 	return err
 }
@@ -252,11 +255,39 @@ func (s *Store) deleteBlob(ctx context.Context, key string) {
 // every client notices, instead of handing over altered bytes as if they
 // were whole. Ranges are not checked. It returns ErrNotFound for a folder
 // or a missing blob.
+//
+// A blob of another size than recorded is damage: Open fails with
+// ErrCorrupt, and logs it, rather than serve a whole-looking file of the
+// wrong length. On a store that implements blob.SizedOpener (S3) the
+// reader trusts the recorded size and sends its first request at its
+// first read, so a download costs one request to the store instead of
+// two; a blob found missing or resized then fails that read with
+// ErrCorrupt, and is logged, instead of failing the open.
 func (s *Store) Open(ctx context.Context, n *Node) (blob.Reader, error) {
 	if n.IsDir || n.BlobKey == "" {
 		return nil, ErrNotFound
 	}
-	r, err := s.Blobs.Open(ctx, n.BlobKey)
+	var r blob.Reader
+	var err error
+	if so, ok := s.Blobs.(blob.SizedOpener); ok {
+		r, err = so.OpenSized(ctx, n.BlobKey, n.Size)
+		if err == nil {
+			r = &sizedReader{Reader: r, damaged: func(err error) {
+				s.log.Error("a download found the file's stored bytes missing or of another size; it was cut short",
+					"path", n.Path, "file", n.ID, "blob", n.BlobKey, "recorded_size", n.Size, "err", err)
+			}}
+		}
+	} else {
+		r, err = s.Blobs.Open(ctx, n.BlobKey)
+		if err == nil && r.Size() != n.Size {
+			// Served as it is, a shortened blob would be a whole-looking
+			// shorter file.
+			r.Close()
+			s.log.Error("a download found the file's stored bytes of another size than recorded; it was refused",
+				"path", n.Path, "file", n.ID, "blob", n.BlobKey, "recorded_size", n.Size, "stored_size", r.Size())
+			return nil, fmt.Errorf("%w: %q holds %d bytes, %d were recorded", ErrCorrupt, n.BlobKey, r.Size(), n.Size)
+		}
+	}
 	if err != nil {
 		return nil, BlobErr(err)
 	}
@@ -268,6 +299,39 @@ func (s *Store) Open(ctx context.Context, n *Node) (blob.Reader, error) {
 			}}, nil
 	}
 	return r, nil
+}
+
+// sizedReader maps the errors of a reader opened without asking the
+// store (blob.SizedOpener): a missing blob or one of another size shows
+// only when it is read, and is damage to the store then, not a request
+// for something absent, so it becomes ErrCorrupt and is logged once.
+type sizedReader struct {
+	blob.Reader
+	damaged func(error)
+	told    atomic.Bool
+}
+
+func (r *sizedReader) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	return n, r.mapped(err)
+}
+
+func (r *sizedReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.Reader.ReadAt(p, off)
+	return n, r.mapped(err)
+}
+
+func (r *sizedReader) mapped(err error) error {
+	switch {
+	case err == nil || err == io.EOF:
+		return err
+	case errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrSize):
+		if !r.told.Swap(true) {
+			r.damaged(err)
+		}
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return BlobErr(err)
 }
 
 // verifyingReader hashes a blob read from its first byte to its last in

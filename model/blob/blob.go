@@ -31,6 +31,9 @@ var (
 	ErrUnavailable = errors.New("blob: storage unavailable")
 	// ErrInvalidKey means a key breaks the syntax CheckKey enforces.
 	ErrInvalidKey = errors.New("blob: invalid key")
+	// ErrSize means a blob opened with SizedOpener holds another number
+	// of bytes than its caller recorded.
+	ErrSize = errors.New("blob: size differs from the recorded one")
 )
 
 // Info describes a committed blob.
@@ -98,6 +101,19 @@ type Partials interface {
 	Publish(ctx context.Context, id, key string) (Info, error)
 	// Discard removes the partial blob id; a missing one is not an error.
 	Discard(ctx context.Context, id string) error
+}
+
+// SizedOpener is implemented by stores where learning a blob's size is a
+// request of its own (S3's HEAD). OpenSized trusts the size the caller
+// recorded when the blob was written and sends nothing until the first
+// read, so a download reads the object with one request instead of two,
+// and an answer that needs no bytes (a HEAD, a 304) needs no request at
+// all. The price is that a missing blob, or one of another size, is
+// reported by the first read instead of by the open: that read returns
+// ErrNotFound or ErrSize. Stores whose Open is cheap (a local file) do
+// not implement it.
+type SizedOpener interface {
+	OpenSized(ctx context.Context, key string, size int64) (Reader, error)
 }
 
 // Writer streams a new blob. Exactly one of Commit or Abort ends it; Abort

@@ -51,6 +51,7 @@ func blobSpecs() []spec {
 		{"AbortLeavesNothing", testAbortLeavesNothing},
 		{"AbortAfterCommitKeepsBlob", testAbortAfterCommit},
 		{"RangedReads", testRangedReads},
+		{"SizedOpen", testSizedOpen},
 		{"Stat", testStat},
 		{"DeleteIdempotent", testDelete},
 		{"Copy", testCopy},
@@ -253,6 +254,14 @@ func testRangedReads(t *testing.T, s blob.Store) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	checkRangedReads(t, r, data)
+}
+
+// checkRangedReads reads data back through r with seeks from every
+// origin, then with ReadAt; r must be at offset 0 and unread.
+func checkRangedReads(t *testing.T, r blob.Reader, data []byte) {
+	t.Helper()
+	size := int64(len(data))
 	if r.Size() != size {
 		t.Fatalf("Size = %d, want %d", r.Size(), size)
 	}

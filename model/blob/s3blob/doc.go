@@ -58,7 +58,12 @@
 // asks for the whole object without a Range header: file-backed servers
 // (versitygw's posix backend) send a whole object with sendfile but copy
 // any range, even "bytes=0-", through a buffer. Every GET carries
-// If-Match with the ETag seen at Open. Copy is a server-side
+// If-Match with the ETag seen at Open. OpenSized (blob.SizedOpener) skips
+// the HeadObject: it trusts the size filegate recorded, and the reader's
+// first GET checks it (Content-Length, or the total of Content-Range) and
+// takes its ETag for the GETs that follow, so a download is one request,
+// and a HEAD or a 304 none: on a remote S3 the HeadObject was a whole
+// round trip before the first byte. Copy is a server-side
 // CopyObject (a multipart UploadPartCopy above 5 GiB) that sets the
 // SHA-256 metadata on the copy. Walk lists objects/ with ListObjectsV2.
 //

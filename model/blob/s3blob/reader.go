@@ -5,9 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/filegate/filegate/model/blob"
 )
 
 // reader reads a committed object with ranged GETs. Seek only moves the
@@ -17,8 +23,14 @@ type reader struct {
 	ctx    context.Context
 	s      *Store
 	object string
-	etag   string
+	key    string
 	size   int64
+
+	// etag pins every GET to the object seen first. Open learns it from
+	// its HEAD; a reader from OpenSized learns it from its first GET, which
+	// also checks the size, so concurrent ReadAts share it under mu.
+	mu   sync.Mutex
+	etag string
 
 	off     int64
 	body    io.ReadCloser
@@ -41,14 +53,51 @@ func (r *reader) get(first, last int64) (io.ReadCloser, error) {
 	case first > 0:
 		in.Range = aws.String(fmt.Sprintf("bytes=%d-", first))
 	}
-	if r.etag != "" {
-		in.IfMatch = &r.etag
+	r.mu.Lock()
+	etag := r.etag
+	r.mu.Unlock()
+	if etag != "" {
+		in.IfMatch = &etag
 	}
 	out, err := r.s.c.GetObject(r.ctx, in)
 	if err != nil {
-		return nil, mapErr(err)
+		if etag == "" && httpStatus(err) == http.StatusRequestedRangeNotSatisfiable {
+			return nil, fmt.Errorf("%w: %q is shorter than the %d bytes recorded", blob.ErrSize, r.key, r.size)
+		}
+		return nil, notFound(err, r.key)
+	}
+	if etag == "" {
+		// Opened without a HEAD (OpenSized): this answer is the first
+		// word on what the object is.
+		if total := objectSize(out); total != r.size {
+			out.Body.Close()
+			return nil, fmt.Errorf("%w: %q holds %d bytes, %d were recorded", blob.ErrSize, r.key, total, r.size)
+		}
+		r.mu.Lock()
+		if r.etag == "" {
+			r.etag = aws.ToString(out.ETag)
+		}
+		r.mu.Unlock()
 	}
 	return out.Body, nil
+}
+
+// objectSize is the whole object's size as a GET answer states it: the
+// total of its Content-Range for a range, else its Content-Length; -1
+// when the server does not say.
+func objectSize(out *s3.GetObjectOutput) int64 {
+	if cr := aws.ToString(out.ContentRange); cr != "" {
+		_, total, ok := strings.Cut(cr, "/")
+		n, err := strconv.ParseInt(total, 10, 64)
+		if !ok || err != nil {
+			return -1
+		}
+		return n
+	}
+	if out.ContentLength == nil {
+		return -1
+	}
+	return *out.ContentLength
 }
 
 func (r *reader) Read(p []byte) (int, error) {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/filegate/filegate/model/blob"
 	"github.com/filegate/filegate/model/blob/blobtest"
 )
 
@@ -77,5 +79,59 @@ func TestWholeReadSendsNoRange(t *testing.T) {
 	}
 	if rs := rr.take(); len(rs) != 2 || rs[0] != "bytes=1000-" || rs[1] != "bytes=0-9" {
 		t.Fatalf("partial reads sent Range headers %q, want bytes=1000- and bytes=0-9", rs)
+	}
+}
+
+// A reader from OpenSized sends nothing until it is read and then reads
+// the whole object with one GET, where Open asks with a HEAD first.
+func TestSizedOpenSendsOneRequest(t *testing.T) {
+	srv, cfg := testConfig(t)
+	var mu sync.Mutex
+	var sent []string
+	cfg.Endpoint = proxyWith(t, srv.Endpoint, func(_ http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.Path, "/objects/") {
+			mu.Lock()
+			sent = append(sent, strings.TrimSpace(r.Method+" "+r.Header.Get("Range")))
+			mu.Unlock()
+		}
+		return false
+	})
+	take := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		out := sent
+		sent = nil
+		return out
+	}
+	s := open(t, cfg)
+	data := blobtest.PatternBytes(10, 9<<20+17)
+	put(t, s, "whole", bytes.NewReader(data))
+	take()
+
+	rows := []struct {
+		name       string
+		open       func() (blob.Reader, error)
+		beforeRead []string
+		reading    []string
+	}{
+		{"Open", func() (blob.Reader, error) { return s.Open(t.Context(), "whole") }, []string{"HEAD"}, []string{"GET"}},
+		{"OpenSized", func() (blob.Reader, error) { return s.OpenSized(t.Context(), "whole", int64(len(data))) }, nil, []string{"GET"}},
+	}
+	for _, row := range rows {
+		r, err := row.open()
+		if err != nil {
+			t.Fatalf("%s: %v", row.name, err)
+		}
+		if got := take(); !slices.Equal(got, row.beforeRead) {
+			t.Errorf("%s sent %q before the first read, want %q", row.name, got, row.beforeRead)
+		}
+		got, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: read %d bytes, equal %v, err %v", row.name, len(got), bytes.Equal(got, data), err)
+		}
+		if got := take(); !slices.Equal(got, row.reading) {
+			t.Errorf("%s sent %q to read the whole object, want %q", row.name, got, row.reading)
+		}
 	}
 }
