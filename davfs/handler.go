@@ -294,6 +294,11 @@ func (h *Handler) fail(q *request, err error) {
 	case errors.Is(err, model.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		q.w.Header().Set("Retry-After", "5")
 		status = http.StatusServiceUnavailable
+	case errors.Is(err, model.ErrCorrupt):
+		// Deliberate, not a bug: the store has logged the damage with the
+		// file's path.
+		http.Error(q.w, "The file's stored bytes are damaged; an administrator must restore them.", http.StatusInternalServerError)
+		return
 	default:
 		// A driver error from a query outside the repository (locks,
 		// properties) still means a full disk or a database away.

@@ -244,10 +244,9 @@ func (c *checker) one(ctx context.Context, f checkedFile, buf []byte) error {
 	if kind != "" {
 		// The row may have moved on while the bytes were read: a PUT
 		// that replaced the file deletes the old blob right after.
-		var key string
-		err := c.s.Repo.db.NewSelect().Table("nodes").Column("blob_key").Where("id = ?", f.ID).Scan(ctx, &key)
-		if err != nil && !errors.Is(dbErr(err), ErrNotFound) {
-			return dbErr(err)
+		key, err := c.s.Repo.blobKeyOf(ctx, f.ID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
 		}
 		if err != nil || key != f.BlobKey {
 			c.changed.Add(1)

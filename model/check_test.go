@@ -18,6 +18,7 @@ import (
 
 	"github.com/filegate/filegate/model"
 	"github.com/filegate/filegate/model/blob"
+	"github.com/filegate/filegate/model/blob/blobtest"
 	"github.com/filegate/filegate/model/blob/localblob"
 	"github.com/filegate/filegate/model/blob/s3blob"
 	"github.com/filegate/filegate/model/blob/s3test"
@@ -87,20 +88,7 @@ func putFile(t *testing.T, s *model.Store, path string, body []byte) *model.Node
 // fault or a hand on the storage would.
 func overwriteBlob(t *testing.T, s *model.Store, key string, body []byte) {
 	t.Helper()
-	ctx := context.Background()
-	if err := s.Blobs.Delete(ctx, key); err != nil {
-		t.Fatal(err)
-	}
-	w, err := s.Blobs.Create(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write(body); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	blobtest.Overwrite(t, s.Blobs, key, body)
 }
 
 // check runs a Check and returns its report and problems sorted by path.
@@ -366,9 +354,11 @@ func TestVerifiedReadsWithholdDamagedEnds(t *testing.T) {
 }
 
 // A download of a file whose stored bytes are gone or of another length
-// fails, at the open on the local folder or at the first read on S3
-// (which opens without asking), and is logged; it never yields bytes as
-// if they were the whole file. An intact file reads whole after them.
+// fails with ErrCorrupt, at the open on the local folder or at the first
+// read on S3 (which opens without asking), and is logged; it never yields
+// bytes as if they were the whole file. A file replaced after its row was
+// read lost a race, not its bytes: ErrNotFound, and nothing logged. An
+// intact file reads whole after them.
 func TestDownloadsOfDamagedBlobsFail(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *model.Store) {
 		var logged bytes.Buffer
@@ -377,33 +367,40 @@ func TestDownloadsOfDamagedBlobsFail(t *testing.T) {
 		gone := putFile(t, s, "/gone.bin", body)
 		short := putFile(t, s, "/short.bin", body)
 		long := putFile(t, s, "/long.bin", body)
+		stale := putFile(t, s, "/replaced.bin", body)
 		whole := putFile(t, s, "/whole.bin", body)
 		if err := s.Blobs.Delete(context.Background(), gone.BlobKey); err != nil {
 			t.Fatal(err)
 		}
 		overwriteBlob(t, s, short.BlobKey, body[:len(body)-1])
 		overwriteBlob(t, s, long.BlobKey, append(bytes.Clone(body), 'x'))
+		putFile(t, s, "/replaced.bin", body[:100]) // deletes the blob stale names
 
-		for _, n := range []*model.Node{gone, short, long} {
+		readAll := func(n *model.Node) error {
 			r, err := s.Open(context.Background(), n)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			got, err := io.ReadAll(r)
 			if err == nil {
-				var got []byte
-				got, err = io.ReadAll(r)
-				r.Close()
-				if err == nil {
-					t.Errorf("%s: read %d bytes without an error", n.Path, len(got))
-					continue
-				}
+				t.Errorf("%s: read %d bytes without an error", n.Path, len(got))
 			}
-			if !errors.Is(err, model.ErrCorrupt) && !errors.Is(err, model.ErrNotFound) {
-				t.Errorf("%s: %v, want ErrCorrupt or ErrNotFound", n.Path, err)
+			return err
+		}
+		for _, n := range []*model.Node{gone, short, long} {
+			if err := readAll(n); !errors.Is(err, model.ErrCorrupt) {
+				t.Errorf("%s: %v, want ErrCorrupt", n.Path, err)
 			}
-			if n != gone && !errors.Is(err, model.ErrCorrupt) {
-				t.Errorf("%s: %v, want ErrCorrupt for a blob of another size", n.Path, err)
-			}
-			if n != gone && !strings.Contains(logged.String(), n.Path) {
+			if !strings.Contains(logged.String(), n.Path) {
 				t.Errorf("%s: nothing logged for it:\n%s", n.Path, logged.String())
 			}
+		}
+		if err := readAll(stale); !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("file replaced since its row was read: %v, want ErrNotFound", err)
+		}
+		if strings.Contains(logged.String(), "/replaced.bin") {
+			t.Errorf("a replaced file was logged as damaged:\n%s", logged.String())
 		}
 		r, err := s.Open(context.Background(), whole)
 		if err != nil {

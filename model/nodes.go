@@ -608,3 +608,12 @@ func cleanTags(tags []string) []string {
 	}
 	return out
 }
+
+// blobKeyOf returns the blob key the row id names now, any status, so a
+// reader that found a blob missing can tell a change that came after it
+// from damage. It returns ErrNotFound when the row is gone (purged).
+func (r *Repo) blobKeyOf(ctx context.Context, id string) (string, error) {
+	var key string
+	err := r.db.NewSelect().Table("nodes").Column("blob_key").Where("id = ?", id).Scan(ctx, &key)
+	return key, dbErr(err)
+}

@@ -11,7 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/filegate/filegate/model/blob"
@@ -254,61 +254,82 @@ func (s *Store) deleteBlob(ctx context.Context, key string) {
 // bytes and fails it with ErrCorrupt: a download then ends short, which
 // every client notices, instead of handing over altered bytes as if they
 // were whole. Ranges are not checked. It returns ErrNotFound for a folder
-// or a missing blob.
+// and for a file replaced or purged since n was read (its old blob goes
+// right after the change).
 //
-// A blob of another size than recorded is damage: Open fails with
-// ErrCorrupt, and logs it, rather than serve a whole-looking file of the
-// wrong length. On a store that implements blob.SizedOpener (S3) the
-// reader trusts the recorded size and sends its first request at its
-// first read, so a download costs one request to the store instead of
-// two; a blob found missing or resized then fails that read with
-// ErrCorrupt, and is logged, instead of failing the open.
+// A blob that is missing under a row that still names it, or is of
+// another size than recorded, is damage: Open fails with ErrCorrupt, and
+// logs it, rather than answer "not found" for a listed file or serve a
+// whole-looking file of the wrong length. On a store that implements
+// blob.SizedOpener (S3) the reader trusts the recorded size and sends its
+// first request at its first read, so a download costs one request to
+// the store instead of two; a blob found missing or resized then fails
+// that read the same way instead of failing the open.
 func (s *Store) Open(ctx context.Context, n *Node) (blob.Reader, error) {
 	if n.IsDir || n.BlobKey == "" {
 		return nil, ErrNotFound
 	}
-	var r blob.Reader
-	var err error
 	if so, ok := s.Blobs.(blob.SizedOpener); ok {
-		r, err = so.OpenSized(ctx, n.BlobKey, n.Size)
-		if err == nil {
-			r = &sizedReader{Reader: r, damaged: func(err error) {
-				s.log.Error("a download found the file's stored bytes missing or of another size; it was cut short",
-					"path", n.Path, "file", n.ID, "blob", n.BlobKey, "recorded_size", n.Size, "err", err)
-			}}
+		r, err := so.OpenSized(ctx, n.BlobKey, n.Size)
+		if err != nil {
+			return nil, BlobErr(err)
 		}
-	} else {
-		r, err = s.Blobs.Open(ctx, n.BlobKey)
-		if err == nil && r.Size() != n.Size {
-			// Served as it is, a shortened blob would be a whole-looking
-			// shorter file.
-			r.Close()
-			s.log.Error("a download found the file's stored bytes of another size than recorded; it was refused",
-				"path", n.Path, "file", n.ID, "blob", n.BlobKey, "recorded_size", n.Size, "stored_size", r.Size())
-			return nil, fmt.Errorf("%w: %q holds %d bytes, %d were recorded", ErrCorrupt, n.BlobKey, r.Size(), n.Size)
-		}
+		return s.verifying(n, &sizedReader{Reader: r, damage: func(err error) error { return s.damage(ctx, n, err) }}), nil
 	}
-	if err != nil {
+	r, err := s.Blobs.Open(ctx, n.BlobKey)
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
+		return nil, s.damage(ctx, n, err)
+	case err != nil:
 		return nil, BlobErr(err)
+	case r.Size() != n.Size:
+		// Served as it is, a shortened blob would be a whole-looking
+		// shorter file.
+		r.Close()
+		return nil, s.damage(ctx, n, fmt.Errorf("%w: %q holds %d bytes, %d were recorded", blob.ErrSize, n.BlobKey, r.Size(), n.Size))
 	}
-	if s.VerifyReads && n.SHA256 != "" {
-		return &verifyingReader{Reader: r, want: n.SHA256, h: sha256.New(), sequential: true,
-			damaged: func(got string) {
-				s.log.Error("a download's bytes do not match the file's record; it was cut short", "path", n.Path,
-					"file", n.ID, "blob", n.BlobKey, "recorded", n.SHA256, "stored", got)
-			}}, nil
+	return s.verifying(n, r), nil
+}
+
+// damage classifies a blob that a download found missing or resized. A
+// missing one whose row has moved on (replaced or purged since n was
+// read) lost a race and is ErrNotFound. Anything else is damage to the
+// store: ErrCorrupt, logged with the path.
+func (s *Store) damage(ctx context.Context, n *Node, err error) error {
+	if errors.Is(err, blob.ErrNotFound) {
+		key, kerr := s.Repo.blobKeyOf(context.WithoutCancel(ctx), n.ID)
+		switch {
+		case errors.Is(kerr, ErrNotFound) || (kerr == nil && key != n.BlobKey):
+			return fmt.Errorf("%w: the file changed while it was being opened", ErrNotFound)
+		case kerr != nil:
+			return kerr
+		}
 	}
-	return r, nil
+	s.log.Error("a download found the file's stored bytes missing or of another size than recorded; it was refused or cut short",
+		"path", n.Path, "file", n.ID, "blob", n.BlobKey, "recorded_size", n.Size, "err", err)
+	return fmt.Errorf("%w: %v", ErrCorrupt, err)
+}
+
+// verifying wraps r in a verifyingReader when VerifyReads asks for it.
+func (s *Store) verifying(n *Node, r blob.Reader) blob.Reader {
+	if !s.VerifyReads || n.SHA256 == "" {
+		return r
+	}
+	return &verifyingReader{Reader: r, want: n.SHA256, h: sha256.New(), sequential: true,
+		damaged: func(got string) {
+			s.log.Error("a download's bytes do not match the file's record; it was cut short", "path", n.Path,
+				"file", n.ID, "blob", n.BlobKey, "recorded", n.SHA256, "stored", got)
+		}}
 }
 
 // sizedReader maps the errors of a reader opened without asking the
 // store (blob.SizedOpener): a missing blob or one of another size shows
-// only when it is read, and is damage to the store then, not a request
-// for something absent, so it becomes ErrCorrupt and is logged once.
+// only when it is read, and goes through Store.damage then, once.
 type sizedReader struct {
 	blob.Reader
-	damaged func(error)
-	told    atomic.Bool
+	damage func(error) error
+	once   sync.Once
+	judged error
 }
 
 func (r *sizedReader) Read(p []byte) (int, error) {
@@ -326,10 +347,8 @@ func (r *sizedReader) mapped(err error) error {
 	case err == nil || err == io.EOF:
 		return err
 	case errors.Is(err, blob.ErrNotFound) || errors.Is(err, blob.ErrSize):
-		if !r.told.Swap(true) {
-			r.damaged(err)
-		}
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		r.once.Do(func() { r.judged = r.damage(err) })
+		return r.judged
 	}
 	return BlobErr(err)
 }

@@ -2,6 +2,7 @@ package blobtest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"testing"
@@ -95,5 +96,25 @@ func testSizedOpen(t *testing.T, s blob.Store) {
 
 	if _, err := so.OpenSized(ctx, "../bad", 1); !errors.Is(err, blob.ErrInvalidKey) {
 		t.Errorf("OpenSized of a bad key = %v, want ErrInvalidKey", err)
+	}
+}
+
+// Overwrite puts body under key in place of what is there, the way a disk
+// fault or a hand in the storage would, for tests of damage.
+func Overwrite(t testing.TB, s blob.Store, key string, body []byte) {
+	t.Helper()
+	ctx := context.Background()
+	if err := s.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.Create(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
