@@ -74,8 +74,10 @@ func serveS3Proxy(args []string) error {
 	return nil
 }
 
-// copyBufPool is httputil.BufferPool over a sync.Pool.
+// copyBufPool is httputil.BufferPool over a sync.Pool. Putting a slice
+// allocates its header, once per proxied request, which is nothing next
+// to the 4 MiB it saves.
 type copyBufPool struct{ pool sync.Pool }
 
 func (p *copyBufPool) Get() []byte  { return p.pool.Get().([]byte) }
-func (p *copyBufPool) Put(b []byte) { p.pool.Put(b) } //nolint:staticcheck // a slice header per Put is fine at one per request
+func (p *copyBufPool) Put(b []byte) { p.pool.Put(b) }
