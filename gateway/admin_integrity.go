@@ -165,3 +165,26 @@ func (c *integrityCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.running, prometheus.GaugeValue, running)
 }
+
+// damageCollector exports the downloads of this instance that found a
+// file's stored bytes damaged (model.Store.DownloadDamage), so that an
+// alert fires when a clinician's download does, not a week later.
+type damageCollector struct {
+	store *model.Store
+	desc  *prometheus.Desc
+}
+
+func newDamageCollector(store *model.Store) *damageCollector {
+	return &damageCollector{store: store, desc: prometheus.NewDesc("filegate_damaged_downloads_total",
+		"Downloads refused or cut short because the file's stored bytes were missing (kind=missing), of another size than recorded (size), or hashed to another SHA-256 with --verify-downloads (sha256).",
+		[]string{"kind"}, nil)}
+}
+
+func (c *damageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *damageCollector) Collect(ch chan<- prometheus.Metric) {
+	d := c.store.DownloadDamage()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(d.Missing), "missing")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(d.Size), "size")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(d.SHA256), "sha256")
+}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -24,9 +25,12 @@ func TestDAVNeverServesDamagedBytesAsWhole(t *testing.T) {
 		name   string
 		env    func(t *testing.T) *davEnv
 		onOpen bool // damage is found before the answer starts
+		// missing is how many requests find gone.bin's blob missing: a
+		// HEAD opens the local file too, and asks S3 nothing.
+		missing int
 	}{
-		{"local", func(t *testing.T) *davEnv { return newDAVEnv(t, dbtest.Open(t, dbtest.SQLite), gateway.Config{}) }, true},
-		{"s3", func(t *testing.T) *davEnv { return newS3DAVEnv(t, dbtest.Open(t, dbtest.SQLite)) }, false},
+		{"local", func(t *testing.T) *davEnv { return newDAVEnv(t, dbtest.Open(t, dbtest.SQLite), gateway.Config{}) }, true, 2},
+		{"s3", func(t *testing.T) *davEnv { return newS3DAVEnv(t, dbtest.Open(t, dbtest.SQLite)) }, false, 1},
 	}
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
@@ -71,6 +75,18 @@ func TestDAVNeverServesDamagedBytesAsWhole(t *testing.T) {
 			}
 			if code, length, n, err := get(http.MethodGet, "whole.bin"); code != http.StatusOK || err != nil || n != len(content) || length != int64(n) {
 				t.Errorf("GET whole.bin: %d, %d of %d bytes, %v", code, n, length, err)
+			}
+			// Each request that found damage counts once, for alerting.
+			resp, err := http.Get(env.ts.URL + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			scrape, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, want := range []string{fmt.Sprintf(`filegate_damaged_downloads_total{kind="missing"} %d`, st.missing), `filegate_damaged_downloads_total{kind="size"} 1`, `filegate_damaged_downloads_total{kind="sha256"} 0`} {
+				if !strings.Contains(string(scrape), want) {
+					t.Errorf("/metrics lacks %s", want)
+				}
 			}
 		})
 	}

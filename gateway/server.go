@@ -139,7 +139,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.authn.checked = func(outcome string) { s.metrics.passwordChecks.WithLabelValues(outcome).Inc() }
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.metrics.reg.MustRegister(newIntegrityCollector(s.repo))
+	s.metrics.reg.MustRegister(newIntegrityCollector(s.repo), newDamageCollector(d.Store))
 	s.mux.Handle("GET /metrics", s.metrics.handler())
 	return s, nil
 }

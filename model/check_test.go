@@ -338,6 +338,9 @@ func TestVerifiedReadsWithholdDamagedEnds(t *testing.T) {
 			t.Fatalf("damaged file (seek %v): %d of %d bytes, %v; want it cut short with ErrCorrupt", seek, len(got), bad.Size, err)
 		}
 	}
+	if got := s.DownloadDamage(); got != (model.DownloadDamage{SHA256: 2}) {
+		t.Errorf("DownloadDamage = %+v, want the two altered downloads", got)
+	}
 	// A range is not checked: it reads what is stored.
 	r, err := s.Open(ctx, bad)
 	if err != nil {
@@ -401,6 +404,9 @@ func TestDownloadsOfDamagedBlobsFail(t *testing.T) {
 		}
 		if strings.Contains(logged.String(), "/replaced.bin") {
 			t.Errorf("a replaced file was logged as damaged:\n%s", logged.String())
+		}
+		if got, want := s.DownloadDamage(), (model.DownloadDamage{Missing: 1, Size: 2}); got != want {
+			t.Errorf("DownloadDamage = %+v, want %+v", got, want)
 		}
 		r, err := s.Open(context.Background(), whole)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/filegate/filegate/model/blob"
@@ -30,6 +31,25 @@ type Store struct {
 	// of them (see Open). It costs a SHA-256 per byte read.
 	VerifyReads bool
 	log         *slog.Logger
+
+	// Downloads that found damage since the process started (see
+	// DownloadDamage).
+	damagedMissing, damagedSize, damagedSHA256 atomic.Int64
+}
+
+// DownloadDamage counts the downloads of this process that found a
+// file's stored bytes damaged, by what they found: the blob missing,
+// of another size than recorded, or (with VerifyReads) hashing to another
+// SHA-256. Each such download was refused or cut short and logged; the
+// counts let an alert fire at once rather than at the next integrity
+// check.
+type DownloadDamage struct {
+	Missing, Size, SHA256 int64
+}
+
+// DownloadDamage returns the counts so far.
+func (s *Store) DownloadDamage() DownloadDamage {
+	return DownloadDamage{Missing: s.damagedMissing.Load(), Size: s.damagedSize.Load(), SHA256: s.damagedSHA256.Load()}
 }
 
 // NewStore joins a repository and a blob store.
@@ -305,6 +325,11 @@ func (s *Store) damage(ctx context.Context, n *Node, err error) error {
 			return kerr
 		}
 	}
+	if errors.Is(err, blob.ErrNotFound) {
+		s.damagedMissing.Add(1)
+	} else {
+		s.damagedSize.Add(1)
+	}
 	s.log.Error("a download found the file's stored bytes missing or of another size than recorded; it was refused or cut short",
 		"path", n.Path, "file", n.ID, "blob", n.BlobKey, "recorded_size", n.Size, "err", err)
 	return fmt.Errorf("%w: %v", ErrCorrupt, err)
@@ -317,6 +342,7 @@ func (s *Store) verifying(n *Node, r blob.Reader) blob.Reader {
 	}
 	return &verifyingReader{Reader: r, want: n.SHA256, h: sha256.New(), sequential: true,
 		damaged: func(got string) {
+			s.damagedSHA256.Add(1)
 			s.log.Error("a download's bytes do not match the file's record; it was cut short", "path", n.Path,
 				"file", n.ID, "blob", n.BlobKey, "recorded", n.SHA256, "stored", got)
 		}}
