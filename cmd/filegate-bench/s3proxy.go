@@ -44,8 +44,7 @@ func (h *harness) startSDKProxied(ctx context.Context, dir, tag string) (*runnin
 	return r, nil
 }
 
-// serveS3Proxy runs the bare proxy: httputil.ReverseProxy with 4 MiB copy
-// buffers that keeps the client's Host header, which SigV4 signs.
+// serveS3Proxy runs the bare proxy (newS3Proxy) on -listen.
 func serveS3Proxy(args []string) error {
 	fs := flag.NewFlagSet("serve-s3-proxy", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
@@ -53,18 +52,9 @@ func serveS3Proxy(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	u, err := url.Parse(*upstream)
-	if err != nil || u.Host == "" {
-		return errors.New("serve-s3-proxy: -upstream needs a URL like http://127.0.0.1:PORT")
-	}
-	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(u)
-			pr.Out.Host = pr.In.Host
-		},
-		BufferPool: &copyBufPool{pool: sync.Pool{New: func() any { return make([]byte, proxyCopyBuf) }}},
-		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true,
-			ReadBufferSize: 256 << 10, WriteBufferSize: 256 << 10},
+	rp, err := newS3Proxy(*upstream)
+	if err != nil {
+		return err
 	}
 	srv := &http.Server{Addr: *listen, Handler: rp, ReadHeaderTimeout: 10 * time.Second}
 	log.Printf("S3 proxy on %s for %s", *listen, *upstream)
@@ -72,6 +62,25 @@ func serveS3Proxy(args []string) error {
 		return fmt.Errorf("S3 proxy: %w", err)
 	}
 	return nil
+}
+
+// newS3Proxy is the bare proxy's handler: httputil.ReverseProxy to
+// upstream with 4 MiB copy buffers, keeping the client's Host header,
+// which SigV4 signs.
+func newS3Proxy(upstream string) (*httputil.ReverseProxy, error) {
+	u, err := url.Parse(upstream)
+	if err != nil || u.Host == "" {
+		return nil, errors.New("serve-s3-proxy: -upstream needs a URL like http://127.0.0.1:PORT")
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = pr.In.Host
+		},
+		BufferPool: &copyBufPool{pool: sync.Pool{New: func() any { return make([]byte, proxyCopyBuf) }}},
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true,
+			ReadBufferSize: 256 << 10, WriteBufferSize: 256 << 10},
+	}, nil
 }
 
 // copyBufPool is httputil.BufferPool over a sync.Pool. Putting a slice
