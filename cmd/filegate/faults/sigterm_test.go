@@ -121,6 +121,11 @@ func testSIGTERM(t *testing.T, grace time.Duration, size int) {
 		switch {
 		case a.err != nil && errors.Is(a.err, syscall.ECONNREFUSED):
 			probes["refused"]++
+		case a.err != nil && (errors.Is(a.err, io.EOF) || errors.Is(a.err, syscall.ECONNRESET)):
+			// Connected in the moment the listener closed: the kernel
+			// had queued the connection and drops it unanswered with the
+			// listener. Nothing was served, as with a refusal.
+			probes["dropped"]++
 		case a.status == http.StatusServiceUnavailable && a.retryAfter != "":
 			probes["503"]++
 		default:
@@ -189,6 +194,6 @@ func testSIGTERM(t *testing.T, grace time.Duration, size int) {
 		t.Errorf("no upload was cut by a %v grace; the uploads are too fast to test it", grace)
 	}
 	noInternalErrors(t, in)
-	rel.extra = append(rel.extra, fmt.Sprintf("grace=%v cut=%d refused=%d status503=%d", grace, cut, probes["refused"], probes["503"]))
+	rel.extra = append(rel.extra, fmt.Sprintf("grace=%v cut=%d refused=%d dropped=%d status503=%d", grace, cut, probes["refused"], probes["dropped"], probes["503"]))
 	rel.log(t)
 }
