@@ -324,8 +324,6 @@ func (s *Store) damage(ctx context.Context, n *Node, err error) error {
 		case kerr != nil:
 			return kerr
 		}
-	}
-	if errors.Is(err, blob.ErrNotFound) {
 		s.damagedMissing.Add(1)
 	} else {
 		s.damagedSize.Add(1)
